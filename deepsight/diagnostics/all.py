@@ -1,0 +1,1 @@
+"""Import every diagnostic so each registers itself."""

@@ -1,0 +1,1 @@
+"""Black-box safety benchmarks: loaders, prompts, judges and metrics per benchmark."""

@@ -1,0 +1,1 @@
+"""Import every benchmark so each registers itself."""

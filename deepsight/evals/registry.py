@@ -1,0 +1,55 @@
+"""Benchmark registry and the context every benchmark receives.
+
+A benchmark is ``run(ctx: EvalContext, cfg: BenchmarkConfig) -> dict`` returning::
+
+    {"metrics": {"<rate>": {"value", "count", "n", "ci_low", "ci_high"}, ...},
+     "unknown": {"count", "n", "rate", "reasons": {...}},
+     "breakdowns": {"<field>": {"<value>": {...metrics...}}},
+     "examples": [...worst examples, truncated, with verdicts...],
+     "generations_file": "generations/<name>.jsonl", "warnings": [...], "config": {...}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from deepsight.data.paths import resolve_data_path
+from deepsight.errors import ConfigError
+
+BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}
+
+
+def register_benchmark(name: str):
+    def wrap(fn):
+        assert name not in BENCHMARKS, f"benchmark {name!r} registered twice"
+        BENCHMARKS[name] = fn
+        return fn
+
+    return wrap
+
+
+@dataclass
+class EvalContext:
+    generator: Any  # deepsight.generation.base.Generator for the target model
+    judge_factory: Callable[[str], Any]  # judge name -> Judge (built lazily, cached)
+    run_dir: Path
+    data_dir: Path | None
+    generation: Any  # GenerationConfig
+    model_name: str = ""
+    model: Any = None  # the HF model when loaded in-process (TruthfulQA log-probs)
+    tokenizer: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def data_path(self, relative: str, key: str) -> Path:
+        """Resolve a data file under ``data_dir``; ``key`` is the config key that named it."""
+        return resolve_data_path(self.data_dir, relative, key)
+
+
+def get_benchmark(name: str):
+    import deepsight.evals.all  # noqa: F401
+
+    if name not in BENCHMARKS:
+        raise ConfigError(f"eval={name!r} is not a known benchmark; known: {sorted(BENCHMARKS)}")
+    return BENCHMARKS[name]

@@ -1,0 +1,1 @@
+"""One audit run: the orchestration of phases and the files it writes."""

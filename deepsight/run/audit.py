@@ -1,0 +1,163 @@
+"""Run one audit: load the model, run benchmarks and scans, write results and the report.
+
+Phases (each timed in results.json):
+1. black-box: build the generator (hf shares the model with the scans; vllm/openai
+   run outside this process's model), run every benchmark, close the generator;
+2. white-box: load the HF model if not loaded yet, inspect its anatomy, run every scan;
+3. report: report.md, report.html, the logger (W&B) and a console summary.
+A failing scan or benchmark is recorded with its error and the others still run;
+a missing data file skips (or, with on_missing_data=error, fails) with a message naming it.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from deepsight.errors import ConfigError, MissingDataError
+from deepsight.run.outputs import RunRecorder
+
+log = logging.getLogger("deepsight")
+
+
+def selected_scans(cfg: DictConfig) -> list[str]:
+    return [name for name, node in cfg.scan.items() if node is not None]
+
+
+def selected_evals(cfg: DictConfig) -> list[str]:
+    return list(cfg.eval.keys())
+
+
+def resolve_data_dir(cfg: DictConfig) -> Path | None:
+    if cfg.data_dir is None:
+        return None
+    d = Path(str(cfg.data_dir)).expanduser().resolve()
+    if not d.is_dir():
+        raise ConfigError(f"data_dir={cfg.data_dir!r} is not a directory")
+    return d
+
+
+def _free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _run_one(recorder: RunRecorder, section: str, name: str, fn, on_missing_data: str) -> None:
+    """Run one scan/benchmark, recording ok / skipped / failed with the reason."""
+    label = "scan" if section == "scans" else "eval"
+    with recorder.stage(f"{label}/{name}"):
+        try:
+            result = fn()
+            result.setdefault("status", "ok")
+        except MissingDataError as e:
+            if on_missing_data == "error":
+                raise
+            log.warning("%s %s skipped: %s", label, name, e)
+            result = {"status": "skipped", "reason": str(e)}
+        except Exception as e:  # recorded, the run goes on with the next stage
+            log.error("%s %s failed: %s", label, name, e)
+            err_file = recorder.run_dir / "errors" / f"{label}_{name}.txt"
+            err_file.parent.mkdir(parents=True, exist_ok=True)
+            err_file.write_text(traceback.format_exc())
+            result = {"status": "failed", "reason": f"{type(e).__name__}: {e}", "traceback_file": str(err_file.relative_to(recorder.run_dir))}
+    recorder.record(section, name, result)
+
+
+def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    from deepsight.logging import build_logger
+    from deepsight.models.anatomy import inspect_model
+    from deepsight.models.loading import load_model
+    from deepsight.report import print_summary, write_report
+
+    run_dir = Path(run_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    recorder = RunRecorder(run_dir, config)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    logger = build_logger(cfg.logger, config, run_dir)
+    data_dir = resolve_data_dir(cfg)
+    scans, evals = selected_scans(cfg), selected_evals(cfg)
+    if cfg.hardware.num_threads:
+        import torch
+
+        torch.set_num_threads(cfg.hardware.num_threads)
+
+    loaded = None
+    status = "completed"
+    try:
+        if evals:
+            from deepsight.evals.registry import EvalContext, get_benchmark
+            from deepsight.generation.factory import build_generator
+            from deepsight.judges.factory import JudgeFactory
+
+            if cfg.generation.backend == "hf":
+                with recorder.stage("model_load"):
+                    loaded = load_model(cfg.model)
+                recorder.set_model(loaded.info)
+            with recorder.stage("generator_setup"):
+                generator = build_generator(cfg.generation, cfg.model, loaded)
+            judges = JudgeFactory(cfg.judge, data_dir=data_dir, target=loaded)
+            ctx = EvalContext(
+                generator=generator,
+                judge_factory=judges,
+                run_dir=run_dir,
+                data_dir=data_dir,
+                generation=cfg.generation,
+                model_name=cfg.model.name,
+                model=loaded.model if loaded else None,
+                tokenizer=loaded.tokenizer if loaded else None,
+            )
+            try:
+                for name in evals:
+                    bench = get_benchmark(name)
+                    _run_one(recorder, "evals", name, lambda: bench(ctx, cfg.eval[name]), cfg.on_missing_data)
+            finally:
+                generator.close()
+                judges.close()
+                del generator, judges, ctx
+                if cfg.hardware.free_between_phases:
+                    _free_memory()
+
+        if scans:
+            from deepsight.diagnostics.registry import ScanContext, get_scan
+
+            if loaded is None:
+                with recorder.stage("model_load"):
+                    loaded = load_model(cfg.model)
+                recorder.set_model(loaded.info)
+            anatomy = inspect_model(loaded.model)
+            ctx = ScanContext(
+                model=loaded.model,
+                tokenizer=loaded.tokenizer,
+                anatomy=anatomy,
+                run_dir=run_dir,
+                data_dir=data_dir,
+                hardware=cfg.hardware,
+                seed=cfg.seed,
+            )
+            for name in scans:
+                scan = get_scan(name)
+                _run_one(recorder, "scans", name, lambda: scan(ctx, cfg.scan[name]), cfg.on_missing_data)
+        if not scans and not evals:
+            recorder.warn("nothing selected: pass scan=[...] and/or eval=[...], or an audit preset")
+        if any(r.get("status") == "failed" for sec in ("scans", "evals") for r in recorder.results[sec].values()):
+            status = "completed_with_errors"
+    except BaseException:
+        recorder.finish("failed")
+        raise
+    finally:
+        if recorder.results["status"] == "running":
+            recorder.finish(status)
+        with recorder.stage("report"):
+            write_report(run_dir, recorder.results)
+        logger.log_results(recorder.results, run_dir)
+        logger.finish()
+    print_summary(recorder.results, run_dir)
+    return recorder.results
