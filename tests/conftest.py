@@ -1,0 +1,32 @@
+"""Shared fixtures: seeded RNG, the data directory, tiny random-weight models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def _find_data_dir() -> Path | None:
+    env = os.environ.get("DEEPSIGHT_DATA_DIR")
+    if env:
+        return Path(env) if Path(env).is_dir() else None
+    here = Path(__file__).resolve().parent.parent
+    candidate = here.parent / "shared" / "data"  # layout of this workplace and CI: ../shared/data
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    d = _find_data_dir()
+    if d is None:
+        pytest.skip("benchmark data not present (set DEEPSIGHT_DATA_DIR)")
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
