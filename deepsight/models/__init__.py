@@ -1,1 +1,1 @@
-"""TODO"""
+"""Model loading (any Hugging Face causal LM, the packaged default model) and model anatomy."""
