@@ -1,0 +1,146 @@
+"""Joint 2-D histograms of paired coordinates and their plug-in mutual information (MI-Peaks).
+
+Row s pairs x[s, k] with y[s, k] (or y[k] when y is 1-D) over the D coordinates k and adds
+one count per pair to ``counts[s, a, b]`` where, with equal-width bins over [lo, hi):
+
+    a = clamp(floor((x - lo_x) * BINS / (hi_x - lo_x)), 0, BINS - 1)   (b likewise for y)
+
+computed in fp32 exactly as written (both backends give the same bins). Values outside the
+range land in the edge bins; a degenerate range (hi <= lo) puts everything in bin 0; NaN
+inputs give undefined bins. The Triton kernel bins a block of coordinates, reduces it with
+``tl.histogram`` into a local histogram (one spare slot takes the masked tail) and adds the
+non-zero slots to ``counts`` with atomics.
+
+``histogram_mutual_information`` turns counts into MI = sum_ab p_ab ln(p_ab / (p_a p_b))
+(nats, float64, 0 for empty rows); that reduction is small and stays in torch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .utils import cdiv, check_float_input, interpreting, lazy_jit, next_pow2, tl
+
+COUNT_DTYPES = (torch.int32, torch.int64, torch.float32, torch.float64)
+
+
+@lazy_jit
+def _joint_histogram_kernel(
+    x_ptr, y_ptr, lo_x_ptr, scale_x_ptr, lo_y_ptr, scale_y_ptr, counts_ptr,
+    stride_x_s, stride_x_d, stride_y_s, stride_y_d,
+    D,
+    BINS: tl.constexpr, NUM_SLOTS: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    """Program (s, d-block): counts[s, bin(x[s, k]), bin(y[s, k])] += 1 for k in the block."""
+    pid_s = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    offs = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    ok = offs < D
+    offs64 = offs.to(tl.int64)
+    x = tl.load(x_ptr + pid_s.to(tl.int64) * stride_x_s + offs64 * stride_x_d, mask=ok, other=0.0).to(tl.float32)
+    y = tl.load(y_ptr + pid_s.to(tl.int64) * stride_y_s + offs64 * stride_y_d, mask=ok, other=0.0).to(tl.float32)
+    lo_x = tl.load(lo_x_ptr + pid_s)
+    lo_y = tl.load(lo_y_ptr + pid_s)
+    scale_x = tl.load(scale_x_ptr + pid_s)
+    scale_y = tl.load(scale_y_ptr + pid_s)
+    fx = tl.minimum(tl.maximum(tl.floor((x - lo_x) * scale_x), 0.0), BINS - 1.0)
+    fy = tl.minimum(tl.maximum(tl.floor((y - lo_y) * scale_y), 0.0), BINS - 1.0)
+    slot = fx.to(tl.int32) * BINS + fy.to(tl.int32)
+    slot = tl.where(ok, slot, NUM_SLOTS - 1)  # the spare slot takes the masked tail
+    local = tl.histogram(slot, NUM_SLOTS)
+    offs_slot = tl.arange(0, NUM_SLOTS)
+    keep = (offs_slot < BINS * BINS) & (local > 0)
+    dst = counts_ptr + pid_s.to(tl.int64) * (BINS * BINS) + offs_slot
+    tl.atomic_add(dst, local.to(counts_ptr.dtype.element_ty), mask=keep)
+
+
+def _as_row_param(v, S: int, device: torch.device, name: str) -> torch.Tensor:
+    t = torch.as_tensor(v, dtype=torch.float32, device=device)
+    if t.dim() == 0:
+        return t.expand(S)
+    if tuple(t.shape) != (S,):
+        raise ValueError(f"{name}: expected a float or a tensor of shape ({S},), got shape {tuple(t.shape)}")
+    return t
+
+
+def _bin_params(lo, hi, S: int, bins: int, device: torch.device, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 (lo, scale) per row with scale = bins / (hi - lo), or 0 for a degenerate range."""
+    lo_t = _as_row_param(lo, S, device, f"lo_{name}")
+    hi_t = _as_row_param(hi, S, device, f"hi_{name}")
+    width = hi_t - lo_t
+    scale = torch.where(width > 0, bins / torch.where(width > 0, width, 1.0), 0.0).to(torch.float32)
+    return lo_t.contiguous(), scale.contiguous()
+
+
+def _check(x, y, counts) -> tuple[int, torch.Tensor]:
+    check_float_input("x", x, 2)
+    S, D = x.shape
+    if y.dim() == 1:
+        if y.shape[0] != D:
+            raise ValueError(f"y: expected shape ({D},) or ({S}, {D}), got {tuple(y.shape)}")
+        y2 = y[None, :].expand(S, D)  # (S, D), stride 0 over rows
+    else:
+        check_float_input("y", y, 2)
+        if tuple(y.shape) != (S, D):
+            raise ValueError(f"y: expected shape ({D},) or ({S}, {D}), got {tuple(y.shape)}")
+        y2 = y
+    if counts.dim() != 3 or counts.shape[0] != S or counts.shape[1] != counts.shape[2]:
+        raise ValueError(f"counts: expected shape ({S}, BINS, BINS), got {tuple(counts.shape)}")
+    if counts.dtype not in COUNT_DTYPES or not counts.is_contiguous() or counts.device != x.device:
+        raise ValueError(f"counts: expected a contiguous int32/int64/float32/float64 tensor on {x.device}")
+    if counts.shape[1] < 1:
+        raise ValueError("counts: need at least one bin")
+    return counts.shape[1], y2
+
+
+def joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
+    """Triton path of :func:`deepsight.kernels.dispatch.joint_histogram_`."""
+    bins, y2 = _check(x, y, counts)
+    S, D = x.shape
+    if S == 0 or D == 0:
+        return
+    lx, sx = _bin_params(lo_x, hi_x, S, bins, x.device, "x")
+    ly, sy = _bin_params(lo_y, hi_y, S, bins, x.device, "y")
+    BLOCK_D = max(16, min(next_pow2(D), 64 if interpreting() else 4096))
+    _joint_histogram_kernel[(S, cdiv(D, BLOCK_D))](
+        x, y2, lx, sx, ly, sy, counts,
+        x.stride(0), x.stride(1), y2.stride(0), y2.stride(1),
+        D,
+        BINS=bins, NUM_SLOTS=next_pow2(bins * bins + 1), BLOCK_D=BLOCK_D,
+        num_warps=8 if BLOCK_D >= 2048 else 4,
+    )  # fmt: skip
+
+
+def _bins_ref(v: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, bins: int) -> torch.Tensor:
+    f = torch.floor((v.to(torch.float32) - lo[:, None]) * scale[:, None])  # (S, D), same fp32 ops as the kernel
+    return f.clamp(0, bins - 1).to(torch.int64)
+
+
+def joint_histogram_ref(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
+    """Plain-torch path and reference (``torch.bincount`` over flattened (row, a, b) cells)."""
+    bins, y2 = _check(x, y, counts)
+    S, D = x.shape
+    if S == 0 or D == 0:
+        return
+    lx, sx = _bin_params(lo_x, hi_x, S, bins, x.device, "x")
+    ly, sy = _bin_params(lo_y, hi_y, S, bins, x.device, "y")
+    a = _bins_ref(x, lx, sx, bins)
+    b = _bins_ref(y2, ly, sy, bins)
+    rows = torch.arange(S, device=x.device)[:, None] * (bins * bins)
+    cell = (rows + a * bins + b).flatten()  # (S * D,)
+    hist = torch.bincount(cell, minlength=S * bins * bins).view(S, bins, bins)
+    counts += hist.to(counts.dtype)
+
+
+def histogram_mutual_information(counts: torch.Tensor) -> torch.Tensor:
+    """Plug-in MI in nats per row of ``counts`` (S, BINS, BINS): sum p_ab ln(p_ab / (p_a p_b)), float64."""
+    if counts.dim() != 3:
+        raise ValueError(f"counts: expected shape (S, BINS, BINS), got {tuple(counts.shape)}")
+    c = counts.to(torch.float64)
+    total = c.sum(dim=(1, 2), keepdim=True)  # (S, 1, 1)
+    p = c / total.clamp_min(1.0)
+    pa = p.sum(2, keepdim=True)  # (S, BINS, 1)
+    pb = p.sum(1, keepdim=True)  # (S, 1, BINS)
+    ratio = p / (pa * pb).clamp_min(torch.finfo(torch.float64).tiny)
+    terms = torch.where(p > 0, p * torch.log(torch.where(p > 0, ratio, 1.0)), 0.0)
+    return terms.sum(dim=(1, 2))
