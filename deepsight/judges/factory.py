@@ -1,0 +1,127 @@
+"""Build judges by name, cached for the run: ``JudgeFactory(judge_cfg, data_dir, target)(name)``.
+
+- ``refusal``: string match, no model.
+- LLM judges (``harmbench``, ``llamaguard``, ``strongreject``, ``proguard``, ``md_judge``,
+  ``yes_no``): the backend is built on first use with
+  ``deepsight.generation.factory.build_generator`` from a GenerationConfig/ModelConfig made
+  of the JudgeConfig (model, backend, base_url, api_key_env, batch_size, dtype). The judge
+  config's ``model`` belongs to the judge it names (``judge=harmbench`` selects
+  conf/judge/harmbench.yaml with the official classifier); ``judge.model=target`` reuses the
+  target model already loaded in-process. A judge without a model is still built: each of
+  its verdicts is ``unknown`` with the reason (``judge_unavailable: ...``), so the benchmark
+  reports it instead of failing or guessing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from deepsight.errors import ConfigError
+from deepsight.judges.harmbench_cls import HarmBenchJudge
+from deepsight.judges.llamaguard import LlamaGuardJudge
+from deepsight.judges.llm import LLMJudge
+from deepsight.judges.md_judge import MDJudge
+from deepsight.judges.proguard import ProGuardJudge
+from deepsight.judges.refusal import RefusalJudge
+from deepsight.judges.strongreject import StrongRejectJudge
+from deepsight.judges.yes_no import YesNoJudge
+
+LLM_JUDGES: dict[str, type[LLMJudge]] = {
+    "harmbench": HarmBenchJudge,
+    "llamaguard": LlamaGuardJudge,
+    "strongreject": StrongRejectJudge,
+    "proguard": ProGuardJudge,
+    "md_judge": MDJudge,
+    "yes_no": YesNoJudge,
+}
+LONG_OUTPUT = {"strongreject", "proguard"}  # judges that reason before the verdict: use judge.max_new_tokens
+JUDGE_NAMES = ("refusal", *LLM_JUDGES)
+
+
+def _field(cfg: Any, key: str, default: Any = None) -> Any:
+    return getattr(cfg, key, default) if cfg is not None else default
+
+
+def token_clipper(tokenizer):
+    """``clip(text, n)`` keeping the first ``n`` tokens of ``text`` under ``tokenizer``."""
+
+    def clip(text: str, n: int) -> str:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= n else tokenizer.decode(ids[:n], skip_special_tokens=True)
+
+    return clip
+
+
+class JudgeFactory:
+    """Callable: judge name -> cached Judge. ``close()`` frees the judges' backends and models."""
+
+    def __init__(self, judge_cfg: Any, data_dir: str | Path | None = None, target: Any = None):
+        self.cfg = judge_cfg
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.target = target  # the target's LoadedModel when in-process (for judge.model=target)
+        self._judges: dict[str, Any] = {}
+        self._loaded: list[Any] = []
+
+    def model_for(self, name: str) -> str | None:
+        return _field(self.cfg, "model") if _field(self.cfg, "name") == name else None
+
+    def __call__(self, name: str):
+        if name not in self._judges:
+            self._judges[name] = self._build(name)
+        return self._judges[name]
+
+    def _build(self, name: str):
+        if name == "refusal":
+            return RefusalJudge()
+        if name not in LLM_JUDGES:
+            raise ConfigError(f"judge={name!r} is not a known judge; known: {list(JUDGE_NAMES)}")
+        cls = LLM_JUDGES[name]
+        model = self.model_for(name)
+        kw: dict[str, Any] = {"model": model or "", "batch_size": int(_field(self.cfg, "batch_size", 16))}
+        if name in LONG_OUTPUT:
+            kw["max_new_tokens"] = int(_field(self.cfg, "max_new_tokens", 512))
+        judge = cls(lambda: self._backend(name, model, judge), **kw)
+        return judge
+
+    def _backend(self, name: str, model: str | None, judge: LLMJudge):
+        from deepsight.config.schema import GenerationConfig, ModelConfig
+
+        if not model:
+            raise ConfigError(
+                f"judge {name!r} has no model: select it with judge={name} (conf/judge/{name}.yaml) "
+                f"or set judge.name={name} judge.model=<path or hub id>"
+            )
+        from deepsight.generation.factory import build_generator
+
+        backend = _field(self.cfg, "backend", "hf")
+        gen_cfg = GenerationConfig(
+            backend=backend,
+            max_new_tokens=judge.params.max_new_tokens,
+            temperature=0.0,
+            batch_size=int(_field(self.cfg, "batch_size", 16)),
+            base_url=_field(self.cfg, "base_url"),
+            api_key_env=_field(self.cfg, "api_key_env"),
+            served_model=None if model == "target" else model,
+        )
+        if model == "target":
+            if self.target is None:
+                raise ConfigError("judge.model=target needs the target model loaded in-process (generation.backend=hf)")
+            loaded, model_cfg = self.target, ModelConfig(name="target")
+        else:
+            model_cfg = ModelConfig(name=f"judge-{name}", path=model, dtype=_field(self.cfg, "dtype", "auto"))
+            loaded = None
+            if backend == "hf":
+                from deepsight.models.loading import load_model
+
+                loaded = load_model(model_cfg)
+                self._loaded.append(loaded)
+        if loaded is not None and isinstance(judge, HarmBenchJudge):
+            judge.clip = token_clipper(loaded.tokenizer)
+        return build_generator(gen_cfg, model_cfg, loaded)
+
+    def close(self) -> None:
+        for judge in self._judges.values():
+            judge.close()
+        self._judges.clear()
+        self._loaded.clear()
