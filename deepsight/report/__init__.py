@@ -1,1 +1,34 @@
-"""TODO"""
+"""The run report: ``write_report(run_dir, results)`` writes report.md and a self-contained report.html.
+
+Modules: ``metrics`` (definitions, headline picks, formatting), ``content`` (the
+sections as data), ``markdown`` and ``html`` (renderers), ``figures`` (PNG helpers
+for scans), ``summary`` (console summary), ``compare`` (``deepsight-compare``).
+
+    from deepsight.report import write_report, print_summary
+    write_report(run_dir, results)      # run_dir/report.md, run_dir/report.html
+    print_summary(results, run_dir)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from deepsight.report.summary import print_summary
+
+
+def write_report(run_dir: str | Path, results: dict[str, Any]) -> None:
+    """Write ``report.md`` and ``report.html`` into ``run_dir`` from a results dict (results.json's shape)."""
+    from deepsight.report.content import build_content
+    from deepsight.report.html import render_html
+    from deepsight.report.markdown import render_markdown
+    from deepsight.run.outputs import atomic_write_text, to_jsonable
+
+    run_dir = Path(run_dir)
+    results = to_jsonable(results)  # tensors, numpy values and non-finite floats as in results.json
+    content = build_content(run_dir, results)
+    atomic_write_text(run_dir / "report.md", render_markdown(content))
+    atomic_write_text(run_dir / "report.html", render_html(content))
+
+
+__all__ = ["print_summary", "write_report"]

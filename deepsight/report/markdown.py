@@ -1,0 +1,104 @@
+"""report.md: the run's headline tables, figures (linked, relative to the run dir), examples and metadata.
+
+    from deepsight.report.markdown import render_markdown
+    (run_dir / "report.md").write_text(render_markdown(build_content(run_dir, results)))
+
+Model and user text is escaped (HTML special characters, table pipes, newlines) so
+a viewer that renders Markdown shows it as text.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from typing import Any
+
+from deepsight.report.metrics import fmt_rate, fmt_value
+
+
+def md_cell(text: Any) -> str:
+    """One table cell: HTML-escaped, pipes and backticks escaped, newlines as spaces."""
+    s = html.escape(text if isinstance(text, str) else fmt_value(text), quote=False)
+    return s.replace("|", "\\|").replace("`", "\\`").replace("\r", " ").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _ci(row) -> str:
+    if row.ci_low is None and row.ci_high is None:
+        return "-"
+    return f"[{fmt_rate(row.ci_low)}, {fmt_rate(row.ci_high)}]"
+
+
+def render_markdown(c: dict[str, Any]) -> str:
+    """The whole report.md from ``build_content``'s dict."""
+    out = [f"# {md_cell(c['title'])}", ""]
+    out += [f"Status: **{md_cell(c['status'])}**, audit preset `{md_cell(c['audit_name'])}`, "
+            f"{c['n_scans']} scans, {c['n_evals']} benchmarks. Started {md_cell(c['started_at'])}, "
+            f"finished {md_cell(c['finished_at'])}.", ""]
+    if c["problems"]:
+        out += ["## Skipped or failed stages", ""]
+        out += _table(["stage", "status", "reason", "traceback"],
+                      [[f"{p.kind}/{p.name}", p.status, p.reason, p.traceback_file or "-"] for p in c["problems"]])
+    out += ["## Safety benchmarks", ""]
+    if c["eval_rows"]:
+        rows = []
+        for r in c["eval_rows"]:
+            value = fmt_rate(r.value) if r.is_rate else fmt_value(r.value)
+            counts = f"{fmt_value(r.count)}/{fmt_value(r.n)}" if r.n is not None else "-"
+            rows.append([r.benchmark, r.metric, value, _ci(r), counts, fmt_rate(r.unknown_rate), r.definition or ""])
+        out += _table(["benchmark", "metric", "value", "95% CI", "count/n", "unknown", "definition"], rows)
+        for bench, unk in c["unknown"].items():
+            reasons = unk.get("reasons") or {}
+            if reasons:
+                listed = ", ".join(f"{k}: {fmt_value(v)}" for k, v in reasons.items())
+                out += [f"- {md_cell(bench)} unknown verdicts ({fmt_value(unk.get('count'))}): {md_cell(listed)}"]
+        out += [""] if c["unknown"] else []
+    else:
+        out += ["No benchmark results.", ""]
+    out += ["## White-box diagnostics", ""]
+    if c["scan_rows"]:
+        out += _table(["scan", "metric", "value", "definition"],
+                      [[r.scan, r.metric, fmt_value(r.value), r.definition or ""] for r in c["scan_rows"]])
+    else:
+        out += ["No diagnostic results.", ""]
+    for scan, figs in c["figures"].items():
+        out += [f"### {md_cell(scan)}", ""]
+        for f in figs:
+            if f["exists"]:
+                out += [f"![{md_cell(f['caption'])}](<{f['path']}>)", ""]
+            else:
+                out += [f"(figure missing: `{md_cell(f['path'])}`)", ""]
+    if c["examples"]:
+        out += ["## Worst examples", ""]
+        for bench, t in c["examples"].items():
+            shown = len(t["rows"])
+            src = f"; all generations in `{md_cell(t['generations_file'])}`" if t.get("generations_file") else ""
+            out += [f"### {md_cell(bench)} ({shown} of {t['total']} shown{src})", ""]
+            out += _table(t["columns"], t["rows"])
+    if c["warnings"]:
+        out += ["## Warnings", ""] + [f"- {md_cell(w)}" for w in c["warnings"]] + [""]
+    out += ["## Run metadata", ""]
+    out += ["### Model", ""] + _table(["key", "value"], [[k, _short(v)] for k, v in c["model"].items()])
+    out += ["### Timings", ""] + _table(["stage", "seconds"], [list(t) for t in c["timings"]])
+    out += ["### Versions", ""] + _table(["package", "version"], [[k, v] for k, v in c["versions"].items()])
+    out += ["### Hardware", ""] + _table(["key", "value"], [[k, _short(v)] for k, v in c["hardware"].items()])
+    fence = "`" * max(3, _longest_backtick_run(c["config_yaml"]) + 1)
+    out += ["### Config", "", fence + "yaml", c["config_yaml"].rstrip(), fence, ""]
+    return "\n".join(out)
+
+
+def _longest_backtick_run(text: str) -> int:
+    runs = re.findall(r"`+", text)
+    return max((len(r) for r in runs), default=0)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)[:300]
+    return fmt_value(value)
