@@ -1,0 +1,333 @@
+"""The capture engine: forward hooks that reduce activations at chosen modules and hand them,
+on the module's own device, to sinks that update statistics; early exit after the deepest
+needed block; per-row step capture during generation.
+
+Nothing is copied to the host or kept after the sink returns: a sink typically calls
+``stat.update(...)`` on a statistic living on the same device as the layer.
+
+Usage (see docs/engine.md)::
+
+    specs = [CaptureSpec("block_output", layers=[3, 7], reduce="mean")]
+    cents = {l: ClassCentroids(3, d, device=...) for l in (3, 7)}
+    with Capture(model, specs, sink=lambda ev: cents[ev.layer].update(ev.value, ev.take("labels"))) as cap:
+        for b in iter_batches(seqs, max_batch_tokens=16384, pad_id=pad):
+            cap.forward(b.input_ids, b.attention_mask, labels=labels[b.index])   # stops after block 7
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepsight.capture import reduce as R
+from deepsight.capture._sites import SITE_HOOKS, first_tensor, get_anatomy, layer_device, num_layers, site_module
+from deepsight.capture.spec import CaptureSpec
+from deepsight.errors import ConfigError
+
+Sink = Callable[["CaptureEvent"], None]
+
+
+class _StopForward(Exception):
+    """Raised by the deepest needed block so that no later block (nor the LM head) runs."""
+
+
+@dataclass
+class _Call:
+    """What the engine knows about the model call in progress."""
+
+    batch: int
+    length: int
+    mask: torch.Tensor | None  # (B, T) validity of the current positions, on the input device
+    meta: dict[str, Any]
+    step: int | None = None  # forward-call index within a generation (0 = prefill)
+    keep: torch.Tensor | None = None  # (R,) rows still generating at this step; None = all rows
+    masks: dict[torch.device, torch.Tensor] = field(default_factory=dict)  # mask per device (moved once)
+
+    def mask_on(self, device: torch.device) -> torch.Tensor | None:
+        if self.mask is None:
+            return None
+        if device not in self.masks:
+            self.masks[device] = self.mask.to(device, non_blocking=True)
+        return self.masks[device]
+
+
+@dataclass
+class _Generation:
+    eos: torch.Tensor | None  # (E,) end-of-sequence ids
+    finished: torch.Tensor | None = None  # (B,) bool: row emitted EOS (or was marked by the caller)
+    calls: int = 0
+
+
+class CaptureEvent:
+    """One capture: ``spec``, ``layer``, the raw ``hidden`` tensor, its ``mask`` and the lazily reduced
+    ``value`` with ``rows`` (the batch row of each value row; None = row i is batch row i)."""
+
+    def __init__(self, call: _Call, spec: CaptureSpec, layer: int, hidden: torch.Tensor,
+                 top_k_index: torch.Tensor | None = None):
+        self.spec, self.layer, self.hidden, self._call = spec, layer, hidden, call
+        self.step = call.step
+        self._top_k_index = top_k_index
+        self._value: torch.Tensor | None = None
+        self._rows: torch.Tensor | None = None
+        self.experts: torch.Tensor | None = None  # expert_input: (P,) expert of each value row
+        self._taken: dict[str, Any] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return self.hidden.device
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """(B, T) validity of the tokens of ``hidden`` on its device (None = all valid)."""
+        return self._call.mask_on(self.hidden.device)
+
+    @property
+    def value(self) -> torch.Tensor:
+        """mean: (B, D) float32; last: (B, D); all: (N_valid, D); step: (R, D) rows still generating;
+        expert_input/all: (P, D) one row per valid (token, expert) pair; none: ``hidden``."""
+        if self._value is None:
+            self._value, self._rows = self._reduce()
+        return self._value
+
+    @property
+    def rows(self) -> torch.Tensor | None:
+        self.value  # noqa: B018 - computes rows with the value
+        return self._rows
+
+    def take(self, key: str) -> Any:
+        """Per-row metadata passed to ``Capture.forward`` (e.g. labels), aligned with ``value``'s rows
+        and moved to this device (tensors) or listed (sequences)."""
+        if key not in self._taken:
+            if key not in self._call.meta:
+                raise KeyError(f"capture metadata {key!r} was not passed to forward(); have {sorted(self._call.meta)}")
+            item, rows = self._call.meta[key], self.rows
+            if isinstance(item, torch.Tensor):
+                item = item.to(self.device, non_blocking=True)
+                self._taken[key] = item if rows is None else item[rows]
+            else:
+                self._taken[key] = list(item) if rows is None else [item[i] for i in rows.tolist()]
+        return self._taken[key]
+
+    def _reduce(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        how, h, mask = self.spec.reduce, self.hidden, self.mask
+        if self.spec.site == "expert_input":
+            return self._expert_pairs() if how == "all" else (h, None)
+        if how == "none":
+            return h, None
+        if how == "mean":
+            return R.masked_mean(h, mask), None
+        if how == "last":
+            return R.last_token(h, mask), None
+        if how == "all":
+            return R.valid_tokens(h, mask)
+        # step: last position of this call per row (prefill: last valid token), rows still generating
+        last = R.last_token(h, mask)  # (B, D)
+        keep = self._call.keep
+        if keep is None:
+            return last, torch.arange(h.shape[0], device=h.device)
+        keep = keep.to(h.device)
+        return last[keep], keep
+
+    def _expert_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        h, idx = self.hidden, self._top_k_index  # (N, D), (N, k) with N = B * T
+        n, k = idx.shape
+        token = torch.arange(n, device=h.device)[:, None].expand(n, k)  # (N, k)
+        mask = self.mask
+        sel = torch.ones_like(idx, dtype=torch.bool) if mask is None else mask.reshape(n, 1).bool().expand(n, k)
+        tok = token[sel]
+        self.experts = idx[sel]
+        return h[tok], tok // self._call.length
+
+
+class Capture:
+    """Context manager registering the hooks of ``specs`` on ``model``; removes them on exit, errors included.
+
+    ``sink``: a callable receiving each ``CaptureEvent``, or a dict {spec.name: callable}.
+    ``early_exit``: stop ``forward`` after the deepest needed block (``stop_after`` overrides which).
+    ``mask_positions``: pass position ids counted over valid tokens (left padding on absolute-position
+    models); off by default, like a plain Hugging Face forward.
+    """
+
+    def __init__(self, model: nn.Module, specs: Sequence[CaptureSpec], sink: Sink | dict[str, Sink] | None = None,
+                 *, anatomy: Any = None, early_exit: bool = True, stop_after: int | None = None,
+                 mask_positions: bool = False):
+        self.model = model
+        self.anatomy = anatomy if anatomy is not None else get_anatomy(model)
+        self.specs = list(specs)
+        self.num_layers = num_layers(self.anatomy)
+        self._sinks = self._resolve_sinks(sink)
+        self.layers = {spec.name: spec.resolved_layers(self.num_layers) for spec in self.specs}
+        deepest = max((max(ls) for ls in self.layers.values()), default=None)
+        if stop_after is not None:
+            stop_after = stop_after + self.num_layers if stop_after < 0 else stop_after
+            if not 0 <= stop_after < self.num_layers:
+                raise ConfigError(f"stop_after={stop_after} outside a model with {self.num_layers} blocks")
+            if deepest is not None and stop_after < deepest:
+                raise ConfigError(f"stop_after={stop_after} is before the deepest captured block {deepest}")
+        self.stop_after = (stop_after if stop_after is not None else deepest) if early_exit else None
+        self.mask_positions = mask_positions
+        self._handles: list[Any] = []
+        self._call: _Call | None = None
+        self._meta: dict[str, Any] = {}
+        self._in_forward = False
+        self._gen: _Generation | None = None
+
+    def _resolve_sinks(self, sink: Sink | dict[str, Sink] | None) -> dict[str, Sink]:
+        names = [s.name for s in self.specs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"capture spec names must be unique; got {names}")
+        if isinstance(sink, dict):
+            missing = [n for n in names if n not in sink]
+            if missing:
+                raise ConfigError(f"no sink for capture spec(s) {missing}")
+            return dict(sink)
+        if sink is None and self.specs:
+            raise ConfigError("Capture needs a sink for its specs")
+        return {n: sink for n in names}
+
+    # -- hooks -------------------------------------------------------------------------------
+    def __enter__(self) -> Capture:
+        assert not self._handles, "Capture entered twice"
+        try:
+            self._handles.append(self.model.register_forward_pre_hook(self._on_call, with_kwargs=True))
+            for spec in self.specs:
+                _, kind = SITE_HOOKS[spec.site]
+                for layer in self.layers[spec.name]:
+                    module = site_module(self.anatomy, spec.site, layer)
+                    if kind == "forward":
+                        h = module.register_forward_hook(partial(self._on_output, spec, layer))
+                    else:
+                        h = module.register_forward_pre_hook(partial(self._on_input, spec, layer), with_kwargs=True)
+                    self._handles.append(h)
+            if self.stop_after is not None:  # registered last: runs after the captures of that block
+                block = self.anatomy.blocks[self.stop_after]
+                self._handles.append(block.register_forward_hook(self._on_stop))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._call, self._gen, self._in_forward, self._meta = None, None, False, {}
+
+    def _on_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        shape = ids.shape if ids is not None else kwargs["inputs_embeds"].shape[:2]
+        b, t = int(shape[0]), int(shape[1])
+        am = kwargs.get("attention_mask")
+        mask = am[:, -t:] if isinstance(am, torch.Tensor) and am.dim() == 2 else None  # (B, T) current positions
+        call = _Call(b, t, mask, self._meta)
+        gen = self._gen
+        if gen is not None:
+            call.step = gen.calls
+            if gen.finished is None:
+                gen.finished = torch.zeros(b, dtype=torch.bool, device=shape_device(ids, kwargs))
+            if gen.calls > 0 and gen.eos is not None and ids is not None:  # token fed back = last generated
+                gen.finished |= torch.isin(ids[:, -1], gen.eos.to(ids.device))
+            gen.calls += 1
+            call.keep = (~gen.finished).nonzero().squeeze(1) if bool(gen.finished.any()) else None
+        self._call = call
+
+    def _emit(self, spec: CaptureSpec, layer: int, hidden: torch.Tensor, top_k: torch.Tensor | None = None) -> None:
+        call = self._call
+        if call is None:  # the module ran outside a call of the hooked model (e.g. called directly)
+            return
+        hidden = hidden.detach()
+        if hidden.dim() == 2 and spec.site != "expert_input" and hidden.shape[0] == call.batch * call.length:
+            hidden = hidden.view(call.batch, call.length, -1)  # (B, T, D) from (B*T, D)
+        if call.keep is not None and call.keep.numel() == 0:
+            return
+        with torch.no_grad():
+            self._sinks[spec.name](CaptureEvent(call, spec, layer, hidden, top_k))
+
+    def _on_output(self, spec: CaptureSpec, layer: int, module: nn.Module, args: tuple, output: Any) -> None:
+        self._emit(spec, layer, first_tensor(output))
+
+    def _on_input(self, spec: CaptureSpec, layer: int, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        values = list(args) + list(kwargs.values())
+        hidden = first_tensor(values[0] if args else kwargs.get("hidden_states", values[0]))
+        top_k = None
+        if spec.site == "expert_input":
+            top_k = args[1] if len(args) > 1 else kwargs.get("top_k_index", kwargs.get("router_indices"))
+            assert isinstance(top_k, torch.Tensor), "expert_input: could not find the routed expert indices"
+        self._emit(spec, layer, hidden, top_k)
+
+    def _on_stop(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if self._in_forward:
+            raise _StopForward
+
+    # -- running -----------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **meta: Any) -> Any:
+        """One scan forward (no grad, no KV cache) feeding the sinks; ``meta`` holds per-row data
+        (e.g. ``labels=...``) that sinks read with ``event.take(name)``. Returns the model output
+        only when no early exit happened (else None)."""
+        assert self._handles or not self.specs, "use Capture inside a `with` block"
+        kwargs: dict[str, Any] = {"attention_mask": attention_mask, "use_cache": False}
+        if self.mask_positions and attention_mask is not None:
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)  # (B, T)
+        self._meta, self._in_forward = meta, True
+        try:
+            with torch.no_grad():
+                return self.model(input_ids=input_ids, **kwargs)
+        except _StopForward:
+            return None
+        finally:
+            self._meta, self._in_forward, self._call = {}, False, None
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                 eos_token_id: int | Sequence[int] | None = None, meta: dict[str, Any] | None = None,
+                 **generate_kwargs: Any) -> Any:
+        """``model.generate`` with the hooks active: a ``step`` capture gets, per forward call, the last
+        position of every row that has not finished (a row finishes once it feeds back an EOS id, or
+        when the caller marks it with ``mark_finished``). No early exit. Returns generate's output."""
+        eos = None if eos_token_id is None else torch.as_tensor(eos_token_id, dtype=torch.long).reshape(-1)
+        self._gen, self._meta = _Generation(eos), dict(meta or {})
+        try:
+            return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kwargs)
+        finally:
+            self._gen, self._meta, self._call = None, {}, None
+
+    def begin_generation(self, eos_token_id: int | Sequence[int] | None = None, **meta: Any) -> None:
+        """Start step tracking for a generation loop the caller drives (call the model step by step)."""
+        eos = None if eos_token_id is None else torch.as_tensor(eos_token_id, dtype=torch.long).reshape(-1)
+        self._gen, self._meta = _Generation(eos), meta
+
+    def end_generation(self) -> None:
+        self._gen, self._meta, self._call = None, {}, None
+
+    def mark_finished(self, finished: torch.Tensor) -> None:
+        """Caller-side finished mask (B,) bool: those rows are skipped by later ``step`` captures."""
+        assert self._gen is not None, "mark_finished outside a generation"
+        f = finished.bool()
+        self._gen.finished = f.clone() if self._gen.finished is None else self._gen.finished | f.to(
+            self._gen.finished.device)
+
+    def layer_device(self, layer: int) -> torch.device:
+        """Device where block ``layer`` runs: create that layer's statistics there."""
+        return layer_device(self.anatomy, layer + self.num_layers if layer < 0 else layer)
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handles)
+
+
+def shape_device(ids: torch.Tensor | None, kwargs: dict) -> torch.device:
+    return ids.device if ids is not None else kwargs["inputs_embeds"].device
+
+
+def truncated_forward(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                      stop_after: int, *, anatomy: Any = None) -> None:
+    """A bare forward that stops after block ``stop_after`` (the baseline of the overhead benchmark)."""
+    with Capture(model, [], anatomy=anatomy, stop_after=stop_after) as cap:
+        cap.forward(input_ids, attention_mask)

@@ -1,0 +1,66 @@
+"""What a diagnostic asks the engine to capture: a site (module kind), layers and a token reduction.
+
+Sites (module kinds inside decoder block l, found through ``ModelAnatomy``):
+
+=================  ==========================================  =================
+site               tensor                                      hooked on
+=================  ==========================================  =================
+block_output       hidden state leaving block l (HF ``hidden_states[l+1]``)  block (forward)
+attention_output   self-attention output, before the residual   attention (forward)
+mlp_input          input of the MLP / MoE block (after its norm) mlp (pre-forward)
+mlp_output         output of the MLP / MoE block                mlp (forward)
+router_logits      MoE router logits (B, T, E)                  router (forward)
+expert_input       token states routed to each expert           experts (pre-forward)
+=================  ==========================================  =================
+
+Reductions over the tokens of a row (valid tokens = attention mask 1):
+``mean`` (masked mean, float32), ``last`` (last valid token; right or left padding),
+``all`` (every valid token, rows flattened), ``step`` (during generation: the last position of
+each forward call, per row, skipping rows that already finished), ``none`` (the raw (B, T, D)
+states and the mask, e.g. to feed a fused pooling kernel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deepsight.errors import ConfigError
+
+SITES = ("block_output", "attention_output", "mlp_input", "mlp_output", "router_logits", "expert_input")
+REDUCTIONS = ("mean", "last", "all", "step", "none")
+
+
+@dataclass(frozen=True)
+class CaptureSpec:
+    """``CaptureSpec("block_output", layers=[3, 7], reduce="mean")``; negative layers count from the end.
+
+    ``name`` keys the sink when ``Capture`` gets a dict of sinks (default: the site)."""
+
+    site: str
+    layers: tuple[int, ...] | list[int] | int
+    reduce: str = "mean"
+    name: str | None = None
+
+    def __post_init__(self):
+        if self.site not in SITES:
+            raise ConfigError(f"capture site {self.site!r} is not one of {SITES}")
+        if self.reduce not in REDUCTIONS:
+            raise ConfigError(f"capture reduce {self.reduce!r} is not one of {REDUCTIONS}")
+        if self.site == "expert_input" and self.reduce not in ("all", "none"):
+            raise ConfigError("expert_input supports reduce='all' (every routed valid token) or 'none'")
+        layers = (self.layers,) if isinstance(self.layers, int) else tuple(int(x) for x in self.layers)
+        if not layers:
+            raise ConfigError(f"capture of {self.site!r} names no layers")
+        object.__setattr__(self, "layers", layers)
+        if self.name is None:
+            object.__setattr__(self, "name", self.site)
+
+    def resolved_layers(self, num_layers: int) -> tuple[int, ...]:
+        """Layers as block indices 0..L-1 (negative counts from the end); out of range -> ConfigError."""
+        out = []
+        for layer in self.layers:
+            idx = layer + num_layers if layer < 0 else layer
+            if not 0 <= idx < num_layers:
+                raise ConfigError(f"capture {self.name!r}: layer {layer} outside a model with {num_layers} blocks")
+            out.append(idx)
+        return tuple(dict.fromkeys(out))

@@ -1,0 +1,94 @@
+"""Total and per-class Gram matrices X^T X with the sums and counts that give means and covariances (TELLME).
+
+Usage::
+
+    g = GramMatrix(dim=d, num_classes=2, device=layer_device)
+    g.update(x, labels)          # x (N, D) in any float dtype; accumulated in float32 (or float64)
+    g.gram, g.class_gram(0)      # (D, D) float64
+    g.covariance                 # (D, D) float64, unbiased (n - 1)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepsight.stats import _ops
+from deepsight.stats._base import Statistic, resolve_stat_dtype
+from deepsight.stats.centroids import as_labels
+
+
+class GramMatrix(Statistic):
+    """Running X^T X over rows of X (and per class when ``num_classes`` is given), plus row sums and counts."""
+
+    _config = ("dim", "num_classes")
+
+    def __init__(self, dim: int, num_classes: int | None = None, *, dtype: str | torch.dtype = "float32",
+                 device: torch.device | str = "cpu", backend: str = "auto"):
+        self.dim, self.num_classes, self.backend = int(dim), num_classes, backend
+        dt = resolve_stat_dtype(dtype)
+        k = 1 if num_classes is None else int(num_classes)
+        self.total_gram = torch.zeros(self.dim, self.dim, dtype=dt, device=device)  # (D, D)
+        self.class_sums = torch.zeros(k, self.dim, dtype=dt, device=device)  # (K, D); K = 1 without classes
+        self.class_counts = torch.zeros(k, dtype=dt, device=device)  # (K,)
+        self._state = ("total_gram", "class_sums", "class_counts")
+        if num_classes is not None:
+            self.class_grams = torch.zeros(k, self.dim, self.dim, dtype=dt, device=device)  # (K, D, D)
+            self._state += ("class_grams",)
+
+    def update(self, x: torch.Tensor, labels: torch.Tensor | int | None = None) -> GramMatrix:
+        """Add the rows of ``x`` (N, D); ``labels`` (N,) are required iff ``num_classes`` was given."""
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"expected (N, {self.dim}), got {tuple(x.shape)}")
+        if x.device != self.device:
+            raise ValueError(f"rows on {x.device} but the statistic lives on {self.device}")
+        if (labels is None) != (self.num_classes is None):
+            raise ValueError("labels are required exactly when the GramMatrix has num_classes")
+        n = x.shape[0]
+        if n == 0:
+            return self
+        lab = as_labels(0 if labels is None else labels, n, self.class_counts.shape[0], self.device)
+        class_grams = getattr(self, "class_grams", None)
+        _ops.gram_update_(x, self.total_gram, None if labels is None else lab, class_grams, backend=self.backend)
+        _ops.pooled_class_sum_(x[:, None, :], None, lab, self.class_sums, self.class_counts, pooling="sum",
+                               backend=self.backend)  # (N, 1, D): per-class row sums and counts
+        return self
+
+    # -- results (float64) -----------------------------------------------------------------
+    @property
+    def count(self) -> float:
+        return float(self.class_counts.to(torch.float64).sum())
+
+    @property
+    def gram(self) -> torch.Tensor:
+        """(D, D) float64 sum of x x^T over all rows."""
+        return self.total_gram.to(torch.float64)
+
+    @property
+    def sum(self) -> torch.Tensor:
+        return self.class_sums.to(torch.float64).sum(0)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.sum / self.count if self.count > 0 else torch.full_like(self.sum, float("nan"))
+
+    @property
+    def covariance(self) -> torch.Tensor:
+        """(D, D) float64 unbiased covariance (G - n mu mu^T) / (n - 1); NaN with fewer than 2 rows."""
+        return _covariance(self.gram, self.sum, self.count)
+
+    def class_gram(self, k: int) -> torch.Tensor:
+        assert self.num_classes is not None, "GramMatrix without classes"
+        return self.class_grams[k].to(torch.float64)
+
+    def class_count(self, k: int) -> float:
+        return float(self.class_counts[k])
+
+    def class_covariance(self, k: int) -> torch.Tensor:
+        return _covariance(self.class_gram(k), self.class_sums[k].to(torch.float64), self.class_count(k))
+
+
+def _covariance(gram: torch.Tensor, total: torch.Tensor, n: float) -> torch.Tensor:
+    if n < 2:
+        return torch.full_like(gram, float("nan"))
+    mu = total / n
+    return (gram - n * torch.outer(mu, mu)) / (n - 1)
