@@ -49,10 +49,14 @@ class XBoundaryConfig:
     max_length: int = 1024
     # "default" = hidden_states indices floor(L/3), floor(2L/3); "all"; or a list of indices
     layers: Any = "default"
-    projection: str = "pca"  # pca | tsne | none
-    projection_layers: Any = "default"  # which layers get a 2-D picture
-    batch_size: int = 16
-    seed: int = 42
+    projection: str = "pca"  # pca | tsne (perplexity 30, seed, as the reference) | none
+    projection_layers: Any = "default"  # which layers get a 2-D picture ("default" = the two default indices)
+    batch_size: int = 16  # max rows per length-bucketed batch (also capped by hardware.max_batch_tokens)
+    seed: int = 42  # per-class sampling and t-SNE
+    # random: n_per_class records drawn with `seed` (kept in file order);
+    # first: the first n_per_class records (reference compat: DeepScan takes the head of each file)
+    sampling: str = "random"
+    harmful_with_context: bool = False  # HarmBench contextual behaviours: prepend `context` to the request
 
 
 @dataclass
@@ -60,9 +64,14 @@ class TELLMEConfig:
     data_path: str = "tellme/test.csv"
     layer: int | None = None  # block output; None = max(0, floor(0.6666 L) - 1)
     limit: int | None = None  # rows to use (None = all)
-    batch_size: int = 16
+    batch_size: int = 16  # max rows per length-bucketed batch (also capped by hardware.max_batch_tokens)
     eps: float = 0.1
     suffix: str = "Start evaluating the safety of my responses."
+    max_length: int | None = None  # truncation; None = tokenizer.model_max_length (the reference's truncation=True)
+    # Reference compat: left padding (states equal right padding + last-valid gather for RoPE models up to
+    # rounding; differ for absolute positions) and torch.argsort's unstable label sort (rows paired by position
+    # in cos_sim / pcc). Default: right padding and a stable sort keeping data order within each class.
+    reference_compat: bool = False
 
 
 @dataclass
