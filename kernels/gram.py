@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .utils import FLOAT_INPUTS, cdiv, check_accumulator, check_float_input, interpreting, lazy_jit, tl
+from .utils import FLOAT_INPUTS, cdiv, check_accumulator, check_float_input, check_labels, interpreting, lazy_jit, tl
 
 
 @lazy_jit
@@ -83,14 +83,11 @@ def _check(x, gram, labels, class_grams) -> None:
     if (labels is None) != (class_grams is None):
         raise ValueError("labels and class_grams must be given together")
     if labels is not None:
-        if labels.dim() != 1 or labels.shape[0] != N or labels.dtype.is_floating_point:
-            raise ValueError(f"labels: expected an integer tensor of shape ({N},), got {labels.dtype} {tuple(labels.shape)}")
         if class_grams.dim() != 3:
             raise ValueError(f"class_grams: expected shape (K, {D}, {D}), got {tuple(class_grams.shape)}")
         K = class_grams.shape[0]
         check_accumulator("class_grams", class_grams, (K, D, D), x.device)
-        if N and int(labels.max()) >= K:
-            raise ValueError(f"labels: largest label {int(labels.max())} >= number of classes {K}")
+        check_labels("labels", labels, N, K)
 
 
 def _launch(x, rows, seg, out, n_segments: int, max_rows: int, allow_tf32: bool) -> None:

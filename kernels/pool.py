@@ -17,7 +17,17 @@ from __future__ import annotations
 
 import torch
 
-from .utils import as_mask_int, block_size, cdiv, check_accumulator, check_float_input, interpreting, lazy_jit, tl
+from .utils import (
+    as_mask_int,
+    block_size,
+    cdiv,
+    check_accumulator,
+    check_float_input,
+    check_labels,
+    interpreting,
+    lazy_jit,
+    tl,
+)
 
 POOLINGS = {"mean": 0, "sum": 1, "last": 2}
 
@@ -59,7 +69,8 @@ def _pooled_class_sum_kernel(
 
     acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     if POOLING == 2:
-        h = tl.load(row_h + last.to(tl.int64) * stride_h_t + col_off, mask=offs_d < tl.where(last >= 0, D, 0), other=0.0)
+        has_last = offs_d < tl.where(last >= 0, D, 0)
+        h = tl.load(row_h + last.to(tl.int64) * stride_h_t + col_off, mask=has_last, other=0.0)
         acc += h.to(tl.float32)
     else:
         t_lo = pid_t * T_PER_SPLIT
@@ -94,17 +105,14 @@ def _check(hidden, mask, labels, sums, counts, pooling) -> None:
     if pooling not in POOLINGS:
         raise ValueError(f"pooling: expected one of {sorted(POOLINGS)}, got {pooling!r}")
     if mask is not None and tuple(mask.shape) != (B, T):
-        raise ValueError(f"mask: expected shape {(B, T)} to match hidden {tuple(hidden.shape)}, got {tuple(mask.shape)}")
-    if labels.dim() != 1 or labels.shape[0] != B or labels.dtype.is_floating_point:
-        raise ValueError(f"labels: expected an integer tensor of shape ({B},), got {labels.dtype} {tuple(labels.shape)}")
+        raise ValueError(f"mask: expected shape {(B, T)} like hidden {tuple(hidden.shape)}, got {tuple(mask.shape)}")
     if sums.dim() != 2 or sums.shape[1] != D:
         raise ValueError(f"sums: expected shape (K, {D}), got {tuple(sums.shape)}")
     K = sums.shape[0]
     check_accumulator("sums", sums, (K, D), hidden.device)
     if tuple(counts.shape) != (K,) or not counts.is_contiguous() or counts.device != hidden.device:
         raise ValueError(f"counts: expected a contiguous tensor of shape ({K},) on {hidden.device}")
-    if B and int(labels.max()) >= K:
-        raise ValueError(f"labels: largest label {int(labels.max())} >= number of classes {K}")
+    check_labels("labels", labels, B, K)
 
 
 def pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling: str = "mean") -> None:

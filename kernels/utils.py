@@ -104,6 +104,14 @@ def check_accumulator(name: str, t: torch.Tensor, shape: tuple[int, ...], device
         raise ValueError(f"{name}: accumulator on {t.device}, inputs on {device}")
 
 
+def check_labels(name: str, labels: torch.Tensor, n: int, num_classes: int) -> None:
+    """Integer labels of shape (n,) below ``num_classes`` (negative labels mean "no class")."""
+    if labels.dim() != 1 or labels.shape[0] != n or labels.dtype.is_floating_point:
+        raise ValueError(f"{name}: expected integers of shape ({n},), got {labels.dtype} {tuple(labels.shape)}")
+    if n and int(labels.max()) >= num_classes:
+        raise ValueError(f"{name}: largest label {int(labels.max())} >= number of classes {num_classes}")
+
+
 def as_mask_int(mask: torch.Tensor) -> torch.Tensor:
     """A bool/int mask as a same-shape integer tensor the kernels can load (nonzero = valid)."""
     if mask.dtype == torch.bool:
