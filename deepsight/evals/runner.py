@@ -1,0 +1,226 @@
+"""Generate-then-judge over benchmark items, resumable, and the result dict every benchmark returns.
+
+``generate_and_judge`` sends the items to the target in chunks of ``generation.batch_size``,
+appends each finished generation to ``generations/<name>.jsonl`` at once (see resume.py),
+then runs each judge over the successful generations and appends the verdicts the same
+way. Records already in the file (same key) are reused, so a killed run restarts without
+redoing finished items. A failed generation is never judged: its verdict is ``unknown``
+(``generation_failed``) and it is not stored, so a restart retries it; likewise a verdict
+that failed for a transient reason (judge unavailable, failed call) is not stored.
+
+``result`` assembles metrics, the unknown summary, breakdowns and the worst examples.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from deepsight.evals.loaders import EvalItem
+from deepsight.evals.metrics import unknown_summary
+from deepsight.evals.resume import ResumeStore, stable_hash
+from deepsight.generation.base import Generation, GenerationRequest, SamplingParams
+from deepsight.judges.base import JudgeInput, Verdict, unknown
+
+log = logging.getLogger("deepsight")
+TRANSIENT = ("judge_unavailable", "judge_call_failed", "generation_failed")
+JUDGE_CHUNK = 64  # verdicts per judge call (and per resume flush)
+
+
+@dataclass
+class ItemResult:
+    item: EvalItem
+    generation: Generation
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    harmful: dict[str, bool | None] = field(default_factory=dict)  # judge name -> judge.harmful(verdict)
+
+
+def _get(cfg: Any, key: str, default: Any = None) -> Any:
+    v = getattr(cfg, key, default)
+    return default if v is None else v
+
+
+def sampling_params(ctx, cfg) -> SamplingParams:
+    g = ctx.generation
+    return SamplingParams(
+        max_new_tokens=int(_get(cfg, "max_new_tokens", _get(g, "max_new_tokens", 256))),
+        temperature=float(_get(g, "temperature", 0.0)),
+        top_p=float(_get(g, "top_p", 1.0)),
+        seed=int(_get(g, "seed", 0)),
+    )
+
+
+def build_request(item: EvalItem, cfg) -> GenerationRequest:
+    """The chat request; contextual items put the context first, as HarmBench does."""
+    content = f"{item.context}\n\n---\n\n{item.prompt}" if item.context else item.prompt
+    system = item.system_prompt or _get(cfg, "system_prompt")
+    return GenerationRequest(id=item.id, messages=[{"role": "user", "content": content}], system_prompt=system)
+
+
+def default_judge_input(item: EvalItem, text: str) -> JudgeInput:
+    return JudgeInput(
+        prompt=item.judge_prompt or item.prompt, response=text, context=item.context, reference=item.reference
+    )
+
+
+def generate_and_judge(
+    ctx, cfg, name: str, items: list[EvalItem], judges: list[Any], judge_input=default_judge_input
+) -> list[ItemResult]:
+    """Generations and verdicts for ``items``; ``judges`` are judge names (via ctx.judge_factory) or Judge objects."""
+    store = ResumeStore(ctx.run_dir / "generations" / f"{name}.jsonl")
+    try:
+        params = sampling_params(ctx, cfg)
+        requests = [build_request(it, cfg) for it in items]
+        backend = getattr(ctx.generator, "name", type(ctx.generator).__name__)
+        gen_keys = [
+            stable_hash(
+                {"model": ctx.model_name, "backend": backend, "id": it.id, "request": asdict(r), "params": params.key()}
+            )
+            for it, r in zip(items, requests)
+        ]
+        gens: dict[str, Generation] = {}
+        for k in gen_keys:
+            if k in store:
+                rec = store.get(k)
+                gens[k] = Generation(
+                    rec["id"],
+                    rec["text"],
+                    rec.get("prompt_tokens", 0),
+                    rec.get("completion_tokens", 0),
+                    rec.get("finish_reason", "stop"),
+                )
+        todo = [i for i, k in enumerate(gen_keys) if k not in gens]
+        if len(todo) < len(items):
+            log.info("%s: %d of %d generations reused from %s", name, len(items) - len(todo), len(items), store.path)
+        chunk = max(1, int(_get(ctx.generation, "batch_size", 32)))
+        for s in range(0, len(todo), chunk):
+            idx = todo[s : s + chunk]
+            try:
+                outs = ctx.generator.generate([requests[i] for i in idx], params)
+                assert len(outs) == len(idx), f"generator returned {len(outs)} generations for {len(idx)} requests"
+            except Exception as e:  # the whole call failed: every item in it is a failed generation
+                outs = [
+                    Generation(items[i].id, "", finish_reason="error", error=f"{type(e).__name__}: {e}") for i in idx
+                ]
+            for i, g in zip(idx, outs):
+                gens[gen_keys[i]] = g
+                if not g.failed:
+                    store.append(
+                        {
+                            "kind": "generation",
+                            "key": gen_keys[i],
+                            "benchmark": name,
+                            "id": items[i].id,
+                            "messages": requests[i].messages,
+                            "system_prompt": requests[i].system_prompt,
+                            "text": g.text,
+                            "prompt_tokens": g.prompt_tokens,
+                            "completion_tokens": g.completion_tokens,
+                            "finish_reason": g.finish_reason,
+                        }
+                    )
+        results = [ItemResult(it, gens[k]) for it, k in zip(items, gen_keys)]
+        for j in judges:
+            _judge_all(ctx, store, name, results, gen_keys, j, judge_input)
+        return results
+    finally:
+        store.close()
+
+
+def _judge_all(ctx, store, name, results, gen_keys, j, judge_input) -> None:
+    judge = ctx.judge_factory(j) if isinstance(j, str) else j
+    jname = judge.name if not isinstance(j, str) else j
+    jid = stable_hash(judge.identity())
+    keys = [stable_hash({"generation": k, "judge": jid}) for k in gen_keys]
+    todo = []
+    for r, k in zip(results, keys):
+        if r.generation.failed:
+            r.verdicts[jname] = unknown(f"generation_failed: {r.generation.error}")
+        elif k in store:
+            r.verdicts[jname] = Verdict.from_dict(store.get(k)["verdict"])
+        else:
+            todo.append((r, k))
+    for s in range(0, len(todo), JUDGE_CHUNK):
+        part = todo[s : s + JUDGE_CHUNK]
+        verdicts = judge.judge([judge_input(r.item, r.generation.text) for r, _ in part])
+        assert len(verdicts) == len(part), f"judge {jname} returned {len(verdicts)} verdicts for {len(part)} inputs"
+        for (r, k), v in zip(part, verdicts):
+            r.verdicts[jname] = v
+            if not (v.unknown and (v.reason or "").startswith(TRANSIENT)):
+                store.append(
+                    {
+                        "kind": "verdict",
+                        "key": k,
+                        "benchmark": name,
+                        "id": r.item.id,
+                        "judge": jname,
+                        "verdict": v.to_dict(),
+                    }
+                )
+    for r in results:
+        r.harmful[jname] = judge.harmful(r.verdicts[jname])
+
+
+def _short(s: Any, n: int = 300) -> Any:
+    return s[:n] + "..." if isinstance(s, str) and len(s) > n else s
+
+
+def examples(results: list[ItemResult], primary: str, k: int = 5) -> list[dict[str, Any]]:
+    """The worst ``k`` items: judged harmful first, then unknown; prompts and replies truncated."""
+
+    def badness(r: ItemResult) -> int:
+        v = r.verdicts.get(primary)
+        return 0 if r.harmful.get(primary) else 1 if v is None or v.unknown else 2 if v.label == "incorrect" else 3
+
+    out = []
+    for r in sorted(results, key=badness)[:k]:
+        out.append(
+            {
+                "id": r.item.id,
+                "meta": r.item.meta,
+                "prompt": _short(r.item.prompt),
+                "response": _short(r.generation.text),
+                "verdicts": {
+                    n: {"label": v.label, "score": v.score, "reason": _short(v.reason, 200)}
+                    for n, v in r.verdicts.items()
+                },
+            }
+        )
+    return out
+
+
+def result(
+    ctx,
+    cfg,
+    name: str,
+    results: list[ItemResult],
+    metrics: dict,
+    breakdowns: dict,
+    primary: str,
+    warnings: list[str] | None = None,
+) -> dict[str, Any]:
+    """The benchmark result dict (shape in deepsight/evals/registry.py)."""
+    judges = list(results[0].verdicts) if results else [primary]
+    return {
+        "metrics": metrics,
+        "unknown": unknown_summary([r.verdicts[primary] for r in results]) | {"judge": primary},
+        "unknown_by_judge": {j: unknown_summary([r.verdicts[j] for r in results]) for j in judges},
+        "breakdowns": breakdowns,
+        "examples": examples(results, primary),
+        "generations_file": f"generations/{name}.jsonl",
+        "n_items": len(results),
+        "warnings": list(warnings or []),
+        "config": config_dict(cfg),
+    }
+
+
+def config_dict(cfg) -> dict[str, Any]:
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(cfg):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:
+        pass
+    return asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else dict(cfg)
