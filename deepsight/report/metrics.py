@@ -272,3 +272,20 @@ def model_name(results: dict[str, Any]) -> str:
     model = results.get("model") or {}
     cfg_model = (results.get("config") or {}).get("model") or {}
     return str(model.get("name") or cfg_model.get("name") or model.get("path") or cfg_model.get("path") or "unknown")
+
+
+def flat_metrics(results: dict[str, Any], with_intervals: bool = True) -> dict[str, float]:
+    """Every numeric headline as ``eval/<bench>/<metric>`` (plus ``/ci_low``, ``/ci_high``),
+    ``eval/<bench>/unknown_rate`` and ``scan/<scan>/<metric>``; non-finite strings become floats."""
+    out: dict[str, float] = {}
+    for r in eval_rows(results):
+        key = f"eval/{r.benchmark}/{r.metric}"
+        for suffix, value in (("", r.value), ("/ci_low", r.ci_low), ("/ci_high", r.ci_high)):
+            if (suffix == "" or with_intervals) and as_number(value) is not None:
+                out[key + suffix] = as_number(value)
+        if as_number(r.unknown_rate) is not None:
+            out[f"eval/{r.benchmark}/unknown_rate"] = as_number(r.unknown_rate)
+    for r in scan_rows(results):
+        if as_number(r.value) is not None:
+            out[f"scan/{r.scan}/{r.metric}"] = as_number(r.value)
+    return out

@@ -1,0 +1,181 @@
+"""Weights & Biases logger: config, metrics, figures and sample tables of one run.
+
+One W&B run per model run; runs of one Hydra multirun share a group (the sweep
+folder's date and time) unless ``logger.group`` names one. ``logger.mode=auto`` is
+online only if WANDB_API_KEY is set or a netrc login for the W&B host exists,
+otherwise offline (files under ``<run_dir>/wandb`` or $WANDB_DIR; upload later with
+``wandb sync <dir>``); WANDB_MODE, when set, decides in auto mode. An online start
+that fails falls back to offline. The config is scrubbed of secrets
+(deepsight.logging.scrub) and no environment value is ever copied into it.
+
+Logged: ``config`` (+ model info, versions, hardware), one step of metrics
+(``eval/<bench>/<metric>``, intervals, unknown rates, ``scan/<scan>/<metric>``,
+``time/<stage>``) also in the run summary, each scan figure as an image
+(``figures/<scan>/<name>``), and tables: ``examples/<bench>`` (worst examples with
+verdicts), ``generations/<bench>`` (first rows of the generations file) and ``stages``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from deepsight.logging.scrub import scrub_secrets
+
+log = logging.getLogger("deepsight")
+
+MAX_TABLE_ROWS = 500  # generations logged per benchmark
+MAX_CELL = 4000  # characters of one table cell
+
+
+def _netrc_login(host: str) -> bool:
+    path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(mode: str) -> str:
+    """``auto`` -> WANDB_MODE if set, online with credentials (API key or netrc login), else offline."""
+    if mode != "auto":
+        return mode
+    env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env_mode in ("online", "offline", "disabled"):
+        return env_mode
+    if env_mode == "dryrun":
+        return "offline"
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    return "online" if _netrc_login(host) else "offline"
+
+
+def _sweep_group() -> tuple[str | None, str | None]:
+    """(group, job number) when running inside a Hydra multirun, else (None, None)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+            return None, None
+        hc = HydraConfig.get()
+        parts = Path(str(hc.sweep.dir)).parts
+        return "_".join(parts[-2:]), str(hc.job.num)
+    except Exception:  # no Hydra context (tests, library use)
+        return None, None
+
+
+def _cell(value: Any) -> str | float | int | bool | None:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    s = value if isinstance(value, str) else json.dumps(value, default=str)
+    return s if len(s) <= MAX_CELL else s[: MAX_CELL - 1] + "…"
+
+
+def _table(wandb, rows: list[dict[str, Any]]):
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    # one type per column: strings unless every present value is numeric
+    numeric = {c for c in columns
+               if all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows if c in r)}
+    data = [[(_cell(r.get(c)) if c in numeric else (None if c not in r else str(_cell(r[c]))))
+             for c in columns] for r in rows]
+    return wandb.Table(columns=columns, data=data)
+
+
+def _read_jsonl(path: Path, limit: int) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if len(rows) >= limit:
+                break
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a half-written last line of an interrupted run
+            rows.append(obj if isinstance(obj, dict) else {"value": obj})
+    return rows
+
+
+class WandbLogger:
+    """Starts the W&B run at construction (config logged up front); ``log_results`` then ``finish``."""
+
+    def __init__(self, cfg: Any, config: dict[str, Any], run_dir: str | Path):
+        import wandb
+
+        self.wandb = wandb
+        self.run_dir = Path(run_dir)
+        self.mode = resolve_mode(cfg.mode)
+        sweep_group, job_num = _sweep_group()
+        model = (config.get("model") or {}).get("name") or "model"
+        kwargs = dict(
+            project=cfg.project,
+            entity=cfg.entity,
+            group=cfg.group or sweep_group,
+            name=f"{job_num}_{model}" if job_num is not None else model,
+            job_type=str(config.get("audit_name") or "audit"),
+            tags=list(cfg.tags or []),
+            config=scrub_secrets(config),
+            settings=wandb.Settings(silent=True, console="off"),
+            reinit="finish_previous",
+        )
+        if not os.environ.get("WANDB_DIR"):
+            kwargs["dir"] = str(self.run_dir)
+        try:
+            self.run = wandb.init(mode=self.mode, **kwargs)
+        except Exception as e:  # network or auth trouble: keep the run, log offline
+            if self.mode != "online":
+                raise
+            log.warning("W&B online start failed (%s); logging offline, sync later with `wandb sync`", e)
+            self.mode = "offline"
+            self.run = wandb.init(mode="offline", **kwargs)
+
+    def log_results(self, results: dict[str, Any], run_dir: str | Path) -> None:
+        from deepsight.report.metrics import flat_metrics, ok_sections, stage_problems
+        from deepsight.run.outputs import to_jsonable
+
+        wandb, run_dir = self.wandb, Path(run_dir)
+        results = to_jsonable(results)
+        self.run.config.update(scrub_secrets({"model_info": results.get("model") or {},
+                                              "versions": results.get("versions") or {},
+                                              "hardware": results.get("hardware") or {}}), allow_val_change=True)
+        data: dict[str, Any] = dict(flat_metrics(results))
+        for stage, seconds in (results.get("timings") or {}).items():
+            if isinstance(seconds, (int, float)):
+                data[f"time/{stage}"] = seconds
+        self.run.summary.update({**data, "status": results.get("status", "unknown")})
+        for scan, res in ok_sections(results, "scans").items():
+            for rel in res.get("figures") or []:
+                file = run_dir / rel
+                if file.is_file():
+                    data[f"figures/{scan}/{file.stem}"] = wandb.Image(str(file), caption=file.stem)
+        for bench, res in ok_sections(results, "evals").items():
+            examples = [e for e in res.get("examples") or [] if isinstance(e, dict)]
+            if examples:
+                data[f"examples/{bench}"] = _table(wandb, examples)
+            gen = res.get("generations_file")
+            if gen and (run_dir / gen).is_file():
+                rows = _read_jsonl(run_dir / gen, MAX_TABLE_ROWS)
+                if rows:
+                    data[f"generations/{bench}"] = _table(wandb, rows)
+        problems = stage_problems(results)
+        if problems:
+            data["stages"] = _table(wandb, [{"stage": f"{p.kind}/{p.name}", "status": p.status, "reason": p.reason}
+                                            for p in problems])
+        self.run.log(data)
+
+    def finish(self) -> None:
+        where = self.run.dir if self.mode == "offline" else getattr(self.run, "url", "")
+        self.run.finish()
+        if self.mode == "offline":
+            log.info("W&B run logged offline in %s; upload with `wandb sync %s`", where, Path(where).parent)
