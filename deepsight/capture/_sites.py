@@ -64,8 +64,8 @@ def site_module(anatomy: Any, site: str, layer: int) -> nn.Module:
     part, _ = SITE_HOOKS[site]
     if part == "blocks":
         return anatomy.blocks[layer]
-    per_layer = getattr(anatomy, part, None)
-    module = per_layer[layer] if isinstance(per_layer, (list, tuple)) else getattr(anatomy.blocks[layer], part, None)
+    per_block = getattr(anatomy, "layers", None)  # ModelAnatomy.layers[l]: BlockAnatomy with .attention, .mlp ...
+    module = getattr(per_block[layer], part) if per_block is not None else getattr(anatomy, part)[layer]
     if module is None:
         raise ConfigError(f"capture site {site!r}: block {layer} has no {part} module (not an MoE layer?)")
     return module

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from deepsight.stats import _ops
+from deepsight.kernels import dispatch
 from deepsight.stats._base import Statistic, resolve_stat_dtype
 
 
@@ -60,7 +60,7 @@ class ClassCentroids(Statistic):
         if x.shape[0] == 0:
             return self
         lab = as_labels(labels, x.shape[0], self.num_classes, self.device)
-        _ops.pooled_class_sum_(x, mask, lab, self.sums, self.counts, pooling=pooling, backend=self.backend)
+        dispatch.pooled_class_sum_(x, mask, lab, self.sums, self.counts, pooling=pooling, backend=self.backend)
         return self
 
     @property

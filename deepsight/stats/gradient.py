@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from deepsight.stats import _ops
+from deepsight.kernels import dispatch
 from deepsight.stats._base import Statistic, resolve_stat_dtype
 
 
@@ -47,7 +47,7 @@ class GradAbsSum(Statistic):
             raise ValueError(f"token_mask {tuple(token_mask.shape)} must be (S, T) = {tuple(delta.shape[:2])}")
         if delta.shape[0] == 0:
             return self
-        _ops.grad_abs_sum_(delta, x, self.acc, token_mask, backend=self.backend)
+        dispatch.grad_abs_sum_(delta, x, self.acc, token_mask, backend=self.backend)
         self.samples += delta.shape[0]
         return self
 
@@ -76,9 +76,10 @@ class GradAbsSum(Statistic):
         if k <= 0 or not bool((self.acc != 0).any()):
             empty = torch.zeros(0, device=self.acc.device)
             return empty.to(torch.float64), empty.to(torch.long)
+        w = weight.detach().to(self.acc.device)
         if len(self.shape) == 2:
-            values, idx = _ops.importance_topk(weight.detach().to(self.acc.device), self.acc, k, backend=self.backend)
-        else:  # (E, O, I) fused experts: the op takes 2-D weights
-            values, idx = _ops.importance_topk(weight.detach().to(self.acc.device).reshape(self.shape[0], -1),
-                                               self.acc.reshape(self.shape[0], -1), k, backend=self.backend)
+            values, idx = dispatch.importance_topk(w, self.acc, k, backend=self.backend)
+        else:  # (E, O, I) fused experts: viewed as (E, O * I), same flat indices
+            values, idx = dispatch.importance_topk(w.reshape(self.shape[0], -1), self.acc.reshape(self.shape[0], -1),
+                                                   k, backend=self.backend)
         return values.to(torch.float64), idx.to(torch.long)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from deepsight.stats import _ops
+from deepsight.kernels import dispatch
 from deepsight.stats._base import Statistic, resolve_stat_dtype
 from deepsight.stats.centroids import as_labels
 
@@ -48,8 +48,8 @@ class GramMatrix(Statistic):
             return self
         lab = as_labels(0 if labels is None else labels, n, self.class_counts.shape[0], self.device)
         class_grams = getattr(self, "class_grams", None)
-        _ops.gram_update_(x, self.total_gram, None if labels is None else lab, class_grams, backend=self.backend)
-        _ops.pooled_class_sum_(x[:, None, :], None, lab, self.class_sums, self.class_counts, pooling="sum",
+        dispatch.gram_update_(x, self.total_gram, None if labels is None else lab, class_grams, backend=self.backend)
+        dispatch.pooled_class_sum_(x[:, None, :], None, lab, self.class_sums, self.class_counts, pooling="sum",
                                backend=self.backend)  # (N, 1, D): per-class row sums and counts
         return self
 

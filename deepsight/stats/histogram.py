@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from deepsight.stats import _ops
+from deepsight.kernels import dispatch
 from deepsight.stats._base import Statistic, all_reduce_sum_, resolve_stat_dtype
 
 
@@ -75,7 +75,7 @@ class JointHistogram(Statistic):
         if s == 0:
             return self
         self._grow(step + s)
-        _ops.joint_histogram_(x, y, self._buf[step: step + s], *self.range_x, *self.range_y, backend=self.backend)
+        dispatch.joint_histogram_(x, y, self._buf[step: step + s], *self.range_x, *self.range_y, backend=self.backend)
         return self
 
     # -- merge / distributed (the step count may differ between parts) -----------------------
@@ -119,6 +119,6 @@ class JointHistogram(Statistic):
         counts = self.counts
         if counts.shape[0] == 0:
             return torch.zeros(0, dtype=torch.float64, device=counts.device)
-        mi = _ops.histogram_mutual_information(counts).to(torch.float64)
+        mi = dispatch.histogram_mutual_information(counts).to(torch.float64)
         empty = counts.to(torch.float64).sum(dim=(1, 2)) == 0
         return torch.where(empty, float("nan"), mi)
