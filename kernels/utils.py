@@ -4,10 +4,11 @@ Triton is optional: when it is missing, ``HAS_TRITON`` is False, ``tl`` is None 
 op falls back to its torch path (kernel bodies are only ever parsed by Triton, and their
 ``tl.constexpr`` annotations are strings thanks to postponed evaluation).
 
-``lazy_jit`` defers ``triton.jit`` until the first launch. Triton decides at decoration time
-whether a kernel runs compiled or in the CPU interpreter (``TRITON_INTERPRET=1``); deferring
-lets a test module set the variable after ``deepsight.kernels`` was imported elsewhere, and
-one process can hold both forms (one per mode, cached).
+``lazy_jit`` defers ``triton.jit`` until the first launch and checks that the launch mode
+matches the one triton was imported in. Triton decides at import/decoration time whether
+its jit functions (including ``tl.sum``, ``tl.max`` ...) run compiled or in the CPU
+interpreter, so ``TRITON_INTERPRET=1`` must be set before anything imports triton
+(transformers does, too): tests/conftest.py sets it at the top when there is no CUDA.
 """
 
 from __future__ import annotations
@@ -50,10 +51,20 @@ class LazyJit:
         if not HAS_TRITON:
             raise RuntimeError(f"{self.__name__}: triton is not installed")
         mode = interpreting()
+        if mode != _imported_interpreted():
+            raise RuntimeError(
+                f"{self.__name__}: TRITON_INTERPRET changed after triton was imported; set it before "
+                "anything imports triton (tests/conftest.py does so on machines without CUDA)"
+            )
         kernel = self._by_mode.get(mode)
         if kernel is None:
             kernel = self._by_mode[mode] = triton.jit(self.fn)
         return kernel[grid]
+
+
+def _imported_interpreted() -> bool:
+    """Whether triton.language was imported in interpreter mode (its own jit functions say so)."""
+    return type(tl.standard.max).__name__ == "InterpretedFunction"
 
 
 def lazy_jit(fn: Callable[..., Any]) -> LazyJit:

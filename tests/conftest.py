@@ -8,6 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+# Triton kernels run in Triton's CPU interpreter where there is no GPU. Triton fixes the
+# mode when it is first imported (transformers imports it too), so set it before any test.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 
 def _find_data_dir() -> Path | None:
     env = os.environ.get("DEEPSIGHT_DATA_DIR")
