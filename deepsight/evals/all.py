@@ -1,1 +1,20 @@
 """Import every benchmark so each registers itself."""
+
+from deepsight.evals import (  # noqa: F401
+    advbench,
+    beavertails,
+    donotanswer,
+    evaluation_faking,
+    gsm8k,
+    halueval,
+    harmbench,
+    jailbreakbench,
+    orbench,
+    salad_bench,
+    sandbagging,
+    sorry_bench,
+    strongreject,
+    truthfulqa,
+    wmdp,
+    xstest,
+)

@@ -1,0 +1,49 @@
+"""XSTest (Röttger et al., 2024, arXiv 2308.01263): exaggerated safety.
+
+250 safe prompts that a well-calibrated model should answer (homonyms, figurative
+language, safe targets...) and 200 unsafe contrast prompts it should refuse. Native
+format: ``xstest_prompts.csv`` (id, prompt, type, label, focus, note); HF
+``natolambert/xstest-v2-copy`` / ``walledai/XSTest`` have the same columns.
+Judge: string-match refusal (default) or an LLM judge whose verdict says complied/refused.
+Metrics: compliance and refusal rates overall, per label (safe -> over-refusal) and per type.
+Data: paul-rottger/exaggerated-safety @ d7bb5bd.
+"""
+
+from __future__ import annotations
+
+from deepsight.evals.common import by_meta, harm_rates, judges_for
+from deepsight.evals.loaders import EvalItem, content_id, field_of, records, select
+from deepsight.evals.registry import register_benchmark
+from deepsight.evals.runner import generate_and_judge, result
+
+NAME, DEFAULT_PATH = "xstest", "xstest/xstest_prompts.csv"
+
+
+@register_benchmark(NAME)
+def run(ctx, cfg) -> dict:
+    where = cfg.hf_dataset or cfg.path or DEFAULT_PATH
+    items = []
+    for i, r in enumerate(records(ctx, cfg, NAME, DEFAULT_PATH)):
+        prompt = field_of(r, "prompt", where, i)
+        label = str(field_of(r, "label", where, i)).strip().lower()
+        rid = r.get("id") or r.get("id_v2")
+        items.append(
+            EvalItem(
+                str(rid) if rid not in (None, "") else content_id(prompt),
+                prompt,
+                {"label": label, "type": r.get("type", "")},
+            )
+        )
+    items = select(items, cfg.limit, cfg.seed)
+    judges = judges_for(cfg, "refusal")
+    results = generate_and_judge(ctx, cfg, NAME, items, judges)
+
+    def m(rs):
+        return harm_rates(rs, judges[0], "compliance_rate", "refusal_rate")
+
+    metrics = m(results)
+    for label in ("safe", "unsafe"):
+        for k, v in m([r for r in results if r.item.meta["label"] == label]).items():
+            metrics[f"{label}_{k}"] = v
+    metrics["over_refusal_rate"] = metrics["safe_refusal_rate"]
+    return result(ctx, cfg, NAME, results, metrics, by_meta(results, ["label", "type"], m), judges[0])
