@@ -41,13 +41,15 @@ def make_run(run_dir: Path, model: str = "tiny-llama", seed: int = 0, figures: b
     if figures:
         f = run_dir / "figures"
         figs["xboundary"] = [
-            plot_per_layer({"separation_score": sep, "boundary_ratio": ratio}, "separation", f / "xboundary_layers.png"),
+            plot_per_layer({"separation_score": sep, "boundary_ratio": ratio}, "separation",
+                           f / "xboundary_layers.png"),
             plot_projection_2d(nrng.normal(size=(30, 2)), [i % 3 for i in range(30)], f / "xboundary_proj_l8.png",
                                label_names={0: "harmful", 1: "safe", 2: "boundary"}),
         ]
         figs["tellme"] = [plot_metric_bars(tellme, "TELLME", f / "tellme_metrics.png")]
         figs["spin"] = [plot_per_layer(coupled, "coupled per layer", f / "spin_coupled.png", kind="bar")]
-        figs["mi_peaks"] = [plot_trajectory(traj, peaks, f / "mi_peaks_trajectory.png", peak_labels=["so", "wait", "thus"])]
+        figs["mi_peaks"] = [plot_trajectory(traj, peaks, f / "mi_peaks_trajectory.png",
+                                            peak_labels=["so", "wait", "thus"])]
         figs = {k: [str(Path(p).relative_to(run_dir)) for p in v] for k, v in figs.items()}
     results = {
         "schema_version": 1,
@@ -88,7 +90,8 @@ def make_run(run_dir: Path, model: str = "tiny-llama", seed: int = 0, figures: b
                                      "verdict": "full_compliance", "label": "unsafe"} for i in range(12)]},
             "strongreject": {"status": "ok", "metrics": {"score": 0.12 + seed / 100, "refusal_rate": _rate(rng, 60)},
                              "unknown": {"count": 0, "n": 60, "rate": 0.0, "reasons": {}}, "examples": []},
-            "harmbench": {"status": "skipped", "reason": "missing data file harmbench/behaviors.csv (eval.harmbench.path)"},
+            "harmbench": {"status": "skipped",
+                          "reason": "missing data file harmbench/behaviors.csv (eval.harmbench.path)"},
         },
         "warnings": ["free text warning " + HOSTILE],
     }

@@ -60,13 +60,14 @@ def print_summary(results: dict[str, Any], run_dir: str | Path, file: TextIO | N
     if file.isatty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=title, show_lines=False)
         for col in ("stage", "metric", "value"):
             table.add_column(col)
         for row in rows:
             style = "red" if row[1] in ("FAILED",) else "yellow" if row[1] == "SKIPPED" else None
-            table.add_row(*row, style=style)
+            table.add_row(*(Text(cell) for cell in row), style=style)
         console = Console(file=file)
         console.print(table, markup=False)
         console.print(where, markup=False, highlight=False)
