@@ -72,8 +72,9 @@ def importance_topk_triton(weight, acc, k: int) -> tuple[torch.Tensor, torch.Ten
         raise ValueError(f"weight: {numel} entries exceed the 2^32 flat indices the candidate keys hold")
     KB = next_pow2(k)
     BLOCK = max(64 if interpreting() else 1024, KB * 16)
-    if BLOCK > (256 if interpreting() else 16384):
-        return importance_topk_ref(weight.float(), acc.float(), k)  # k too large for block candidates
+    if BLOCK > (256 if interpreting() else 16384):  # k too large for block candidates: one pass over all keys
+        importance = weight.abs().float() * acc.float()  # (O, I)
+        return _decode(torch.topk(_pack(importance.flatten()), k).values)
     n_blocks = cdiv(numel, BLOCK)
     cand = torch.empty(n_blocks * KB, dtype=torch.int64, device=weight.device)
     _importance_topk_kernel[(n_blocks,)](
@@ -81,7 +82,18 @@ def importance_topk_triton(weight, acc, k: int) -> tuple[torch.Tensor, torch.Ten
         KB=KB, BLOCK=BLOCK, USE_TOPK=hasattr(tl, "topk"),
         num_warps=8 if BLOCK >= 4096 else 4,
     )  # fmt: skip
-    keys = torch.topk(cand, k).values  # descending keys: by importance, then lowest index
+    return _decode(torch.topk(cand, k).values)  # descending keys: by importance, then lowest index
+
+
+def _pack(importance: torch.Tensor) -> torch.Tensor:
+    """The kernel's int64 keys for a flat fp32 importance vector (torch twin of the kernel's packing)."""
+    bits = importance.clamp_min(0).view(torch.int32).to(torch.int64)
+    flat = torch.arange(importance.numel(), device=importance.device, dtype=torch.int64)
+    return (bits << 32) | (_LOW - flat)
+
+
+def _decode(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 values, int64 flat indices) from packed keys."""
     flat = _LOW - (keys & _LOW)
     values = (keys >> 32).to(torch.int32).view(torch.float32)
     return values, flat
