@@ -293,6 +293,8 @@ class Capture:
         when the caller marks it with ``mark_finished``). No early exit. Returns generate's output."""
         eos = None if eos_token_id is None else torch.as_tensor(eos_token_id, dtype=torch.long).reshape(-1)
         self._gen, self._meta = _Generation(eos), dict(meta or {})
+        if eos_token_id is not None:
+            generate_kwargs.setdefault("eos_token_id", eos_token_id)
         try:
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kwargs)
         finally:

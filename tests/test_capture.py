@@ -1,0 +1,324 @@
+"""Capture engine on tiny random models: pooled stats vs output_hidden_states (float64), padding sides,
+early exit, hook cleanup, MoE sites, generation steps, batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _engine_models import random_seqs, tiny_llama, tiny_mixtral, tiny_qwen2_moe
+
+from deepsight.capture import Capture, CaptureSpec, iter_batches, length_buckets, pad_batch, truncated_forward
+from deepsight.errors import ConfigError
+from deepsight.models.anatomy import inspect_model
+from deepsight.stats import ClassCentroids, GramMatrix
+
+LENGTHS = [5, 9, 3, 7, 8, 1, 6]
+
+
+def _reference_states(model, seqs):
+    """hidden_states of each sequence run alone (batch 1, no padding), float64: list of (L+1, T, D)."""
+    out = []
+    with torch.no_grad():
+        for s in seqs:
+            hs = model(torch.tensor([s]), output_hidden_states=True).hidden_states
+            out.append(torch.stack([h[0] for h in hs]).double())
+    return out
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return tiny_llama()
+
+
+@pytest.fixture(scope="module")
+def llama_ref(llama):
+    seqs = random_seqs(LENGTHS, llama.config.vocab_size)
+    return seqs, _reference_states(llama, seqs)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_mean_last_all_match_hidden_states(llama, llama_ref, side):
+    seqs, ref = llama_ref
+    labels = torch.tensor([0, 1, 2, 0, 1, 0, 2])
+    layers = [0, 2]
+    got: dict[tuple[str, int], list] = {}
+
+    def sink(ev):
+        rows = ev.take("row")
+        if ev.spec.reduce == "all":
+            got.setdefault((ev.spec.name, ev.layer), []).append((ev.value.double(), rows))
+        else:
+            got.setdefault((ev.spec.name, ev.layer), []).extend(zip(rows.tolist(), ev.value.double()))
+
+    specs = [CaptureSpec("block_output", layers, "mean", name="mean"),
+             CaptureSpec("block_output", layers, "last", name="last"),
+             CaptureSpec("block_output", layers, "all", name="all")]
+    with Capture(llama, specs, sink) as cap:
+        for b in iter_batches(seqs, max_batch_tokens=20, pad_id=0, side=side):
+            cap.forward(b.input_ids, b.attention_mask, row=b.index, labels=labels[b.index])
+    for layer in layers:
+        mean = dict(got[("mean", layer)])
+        last = dict(got[("last", layer)])
+        for r, states in enumerate(ref):
+            h = states[layer + 1]  # (T, D) block output = hidden_states[l + 1]
+            tol = dict(rtol=1e-4, atol=1e-4) if side == "right" else dict(rtol=2e-3, atol=2e-3)
+            torch.testing.assert_close(mean[r], h.mean(0), **tol)
+            torch.testing.assert_close(last[r], h[-1], **tol)
+        tokens = {}
+        for value, rows in got[("all", layer)]:
+            for r in rows.unique().tolist():
+                tokens[r] = value[rows == r]
+        for r, states in enumerate(ref):
+            torch.testing.assert_close(tokens[r], states[layer + 1], **tol)
+
+
+def test_right_padding_is_exact_and_centroids_fused(llama, llama_ref):
+    """Fused pooling in the statistic (reduce='none') equals the float64 reference; right padding exact."""
+    seqs, ref = llama_ref
+    labels = torch.tensor([0, 1, 2, 0, 1, 0, 2])
+    cents: dict[int, ClassCentroids] = {}
+
+    def sink(ev):
+        c = cents.setdefault(ev.layer, ClassCentroids(3, ev.hidden.shape[-1], dtype="float64", device=ev.device))
+        c.update(ev.hidden, ev.take("labels"), mask=ev.mask, pooling="mean")
+
+    with Capture(llama, [CaptureSpec("block_output", [1, -2], "none")], sink) as cap:
+        for b in iter_batches(seqs, max_batch_tokens=1000, pad_id=0):
+            cap.forward(b.input_ids, b.attention_mask, labels=labels[b.index])
+    for layer in (1, 2):  # (HF hidden_states[L] is after the final norm, so the last block is not compared)
+        expect = torch.stack([torch.stack([ref[i][layer + 1].mean(0) for i in range(7) if labels[i] == k]).mean(0)
+                              for k in range(3)])
+        torch.testing.assert_close(cents[layer].centroids, expect, rtol=1e-5, atol=1e-5)
+
+
+def test_early_exit_stops_after_deepest_block(llama):
+    seqs = random_seqs([4, 6], llama.config.vocab_size)
+    ids, mask = pad_batch(seqs, 0)
+    ran: list[str] = []
+    handles = [blk.register_forward_hook(lambda m, a, o, i=i: ran.append(f"block{i}"))
+               for i, blk in enumerate(llama.model.layers)]
+    handles.append(llama.lm_head.register_forward_hook(lambda *a: ran.append("lm_head")))
+    handles.append(llama.model.norm.register_forward_hook(lambda *a: ran.append("norm")))
+    values = {}
+    try:
+        with Capture(llama, [CaptureSpec("block_output", [1], "last")], lambda ev: values.update(v=ev.value)) as cap:
+            assert cap.stop_after == 1
+            assert cap.forward(ids, mask) is None
+        assert ran == ["block0", "block1"]
+        ran.clear()
+        with torch.no_grad():
+            full = llama(ids, attention_mask=mask, output_hidden_states=True).hidden_states[2]
+        assert "lm_head" in ran and "block3" in ran
+        torch.testing.assert_close(values["v"], full[torch.arange(2), mask.sum(1) - 1])
+        ran.clear()
+        truncated_forward(llama, ids, mask, stop_after=2)
+        assert ran == ["block0", "block1", "block2"]
+        ran.clear()
+        with Capture(llama, [CaptureSpec("block_output", [0], "last")], lambda ev: None, early_exit=False) as cap:
+            out = cap.forward(ids, mask)
+        assert out is not None and ran[-1] == "lm_head"
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _hook_counts(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_hooks_removed_after_errors(llama):
+    before = _hook_counts(llama)
+    ids, mask = pad_batch(random_seqs([3, 5], llama.config.vocab_size), 0)
+
+    def bad_sink(ev):
+        raise RuntimeError("sink failed")
+
+    with pytest.raises(RuntimeError, match="sink failed"):
+        with Capture(llama, [CaptureSpec("mlp_output", [0, 2], "mean")], bad_sink) as cap:
+            assert _hook_counts(llama) > before
+            cap.forward(ids, mask)
+    assert _hook_counts(llama) == before
+    with pytest.raises(KeyError, match="labels"):
+        with Capture(llama, [CaptureSpec("block_output", [0], "mean")], lambda ev: ev.take("labels")) as cap:
+            cap.forward(ids, mask)
+    assert _hook_counts(llama) == before
+    # a plain model call after the capture is untouched (no stale early exit, no sink)
+    with torch.no_grad():
+        assert llama(ids, attention_mask=mask).logits.shape == (2, 5, llama.config.vocab_size)
+
+
+def test_spec_validation(llama):
+    with pytest.raises(ConfigError, match="site"):
+        CaptureSpec("embeddings", [0])
+    with pytest.raises(ConfigError, match="reduce"):
+        CaptureSpec("block_output", [0], "max")
+    with pytest.raises(ConfigError, match="layer 4"):
+        Capture(llama, [CaptureSpec("block_output", [4])], lambda ev: None)
+    with pytest.raises(ConfigError, match="router"):
+        with Capture(llama, [CaptureSpec("router_logits", [0], "all")], lambda ev: None):
+            pass
+    with pytest.raises(ConfigError, match="unique"):
+        Capture(llama, [CaptureSpec("block_output", [0]), CaptureSpec("block_output", [1])], lambda ev: None)
+    with pytest.raises(ConfigError, match="no sink"):
+        Capture(llama, [CaptureSpec("block_output", [0])], {"other": print})
+
+
+def test_attention_and_mlp_sites_are_consistent(llama):
+    """block_output(l) = block_output(l-1) + attention_output(l) + mlp_output(l); mlp_input = norm(resid)."""
+    seqs = random_seqs([6, 4, 7], llama.config.vocab_size)
+    ids, mask = pad_batch(seqs, 0)
+    got = {}
+    specs = [CaptureSpec(s, [1, 2], "none") for s in ("block_output", "attention_output", "mlp_input", "mlp_output")]
+    with Capture(llama, specs, lambda ev: got.__setitem__((ev.spec.site, ev.layer), ev.hidden.clone())) as cap:
+        cap.forward(ids, mask)
+    recon = got[("block_output", 1)] + got[("attention_output", 2)] + got[("mlp_output", 2)]
+    torch.testing.assert_close(recon, got[("block_output", 2)], rtol=1e-5, atol=1e-5)
+    norm = llama.model.layers[2].post_attention_layernorm
+    with torch.no_grad():
+        expect = norm(got[("block_output", 1)] + got[("attention_output", 2)])
+    torch.testing.assert_close(got[("mlp_input", 2)], expect, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("factory", [tiny_mixtral, tiny_qwen2_moe])
+def test_moe_router_and_expert_inputs(factory):
+    model = factory()
+    anatomy = inspect_model(model)
+    seqs = random_seqs([5, 3, 6], model.config.vocab_size)
+    ids, mask = pad_batch(seqs, 0)
+    got = {}
+
+    def sink(ev):
+        got[(ev.spec.site, ev.layer)] = (ev.value.clone(), ev.rows, ev.experts)
+
+    specs = [CaptureSpec("router_logits", [0, 1], "all"), CaptureSpec("expert_input", [1], "all"),
+             CaptureSpec("mlp_input", [1], "none")]
+    with Capture(model, specs, sink, anatomy=anatomy, early_exit=False) as cap:
+        out = cap.forward(ids, mask)
+    with torch.no_grad():
+        ref = model(ids, attention_mask=mask, output_router_logits=True)
+    valid = mask.bool()
+    for layer in (0, 1):
+        logits, rows, _ = got[("router_logits", layer)]
+        torch.testing.assert_close(logits, ref.router_logits[layer].view(3, 6, -1)[valid], rtol=1e-5, atol=1e-5)
+        assert rows.tolist() == [0] * 5 + [1] * 3 + [2] * 6
+    torch.testing.assert_close(out.logits, ref.logits)
+    # expert inputs: every valid token once per selected expert, experts = top-k of the router
+    x, rows, experts = got[("expert_input", 1)]
+    k = anatomy.layers[1].num_experts_per_tok
+    assert x.shape[0] == valid.sum() * k and experts.shape == rows.shape == (x.shape[0],)
+    router_logits = ref.router_logits[1]  # (B*T, E)
+    topk = router_logits.softmax(-1).topk(k, dim=-1).indices[valid.reshape(-1)]  # (N_valid, k)
+    assert torch.equal(experts.view(-1, k).sort(-1).values, topk.sort(-1).values)
+    mlp_in = got[("mlp_input", 1)][0][valid]  # (N_valid, D)
+    torch.testing.assert_close(x.view(-1, k, x.shape[-1])[:, 0], mlp_in)
+    centroids = ClassCentroids(anatomy.layers[1].num_experts, x.shape[-1]).update(x, experts)  # per-expert means
+    assert centroids.class_counts.sum() == x.shape[0]
+
+
+def test_generation_steps_match_batch_one(llama):
+    """reduce='step': per forward call, the last position per row, skipping finished rows; equals batch-1 runs."""
+    model = llama
+    prompts = random_seqs([4, 6, 5], model.config.vocab_size, seed=3)
+    new = 6
+    with torch.no_grad():  # make row 0 stop early: its third greedy token becomes the EOS id
+        free = model.generate(torch.tensor([prompts[0]]), max_new_tokens=3, do_sample=False, pad_token_id=0)
+    eos = int(free[0, -1])
+    # batch-1 reference: states of the last position at every forward call
+    ref = []
+    for p in prompts:
+        with torch.no_grad():
+            out = model.generate(torch.tensor([p]), max_new_tokens=new, do_sample=False, eos_token_id=eos,
+                                 pad_token_id=0, output_hidden_states=True, return_dict_in_generate=True)
+        ref.append([hs[2][0, -1].double() for hs in out.hidden_states])  # block 1 output
+    assert len(ref[0]) == 3 and max(len(r) for r in ref) > 3, "row 0 must finish before the others"
+    got: dict[int, list] = {}
+
+    def sink(ev):
+        for r, v in zip(ev.take("row").tolist(), ev.value.double()):
+            got.setdefault(r, []).append((ev.step, v))
+
+    ids, mask = pad_batch(prompts, 0, side="left")
+    with Capture(model, [CaptureSpec("block_output", [1], "step")], sink) as cap:
+        cap.generate(ids, mask, eos_token_id=eos, meta={"row": torch.arange(3)}, max_new_tokens=new,
+                     do_sample=False, pad_token_id=0)
+    for r in range(3):
+        steps = [s for s, _ in got[r]]
+        assert steps == list(range(len(ref[r])))
+        for (_, v), expect in zip(got[r], ref[r]):
+            torch.testing.assert_close(v, expect, rtol=2e-3, atol=2e-3)
+
+
+def test_generation_skips_finished_rows(llama):
+    model = llama
+    prompts = random_seqs([3, 5], model.config.vocab_size, seed=4)
+    ids, mask = pad_batch(prompts, 0, side="left")
+    seen: list[tuple[int, list[int]]] = []
+    with Capture(model, [CaptureSpec("block_output", [0], "step")],
+                 lambda ev: seen.append((ev.step, ev.rows.tolist()))) as cap:
+        cap.begin_generation(eos_token_id=None)
+        past = None
+        cur, cur_mask = ids, mask
+        with torch.no_grad():
+            for step in range(4):
+                out = model(input_ids=cur, attention_mask=cur_mask, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+                if step == 1:
+                    cap.mark_finished(torch.tensor([True, False]))
+                cur, cur_mask = nxt, torch.cat([cur_mask, torch.ones(2, 1, dtype=mask.dtype)], 1)
+        cap.end_generation()
+    assert seen == [(0, [0, 1]), (1, [0, 1]), (2, [1]), (3, [1])]
+    # an EOS fed back finishes the row at that step
+    seen.clear()
+    with Capture(model, [CaptureSpec("block_output", [0], "step")],
+                 lambda ev: seen.append((ev.step, ev.rows.tolist()))) as cap:
+        cap.begin_generation(eos_token_id=[2, 7])
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=mask, use_cache=True)
+            m2 = torch.cat([mask, torch.ones(2, 1, dtype=mask.dtype)], 1)
+            model(input_ids=torch.tensor([[5], [7]]), attention_mask=m2, past_key_values=out.past_key_values,
+                  use_cache=True)
+        cap.end_generation()
+    assert seen == [(0, [0, 1]), (1, [0])]
+
+
+def test_length_buckets_budget_order_and_restore():
+    lengths = [5, 1, 9, 9, 3, 4, 12, 2, 7]
+    batches = length_buckets(lengths, max_batch_tokens=20)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 20
+    assert flat == sorted(range(len(lengths)), key=lambda i: -lengths[i])  # longest first, stable
+    assert all(len(b) <= 2 for b in length_buckets(lengths, 1000, max_batch_size=2))
+    assert length_buckets([30], 10) == [[0]]  # a row over budget runs alone
+    assert length_buckets([], 10) == []
+    seqs = [[i + 1] * n for i, n in enumerate(lengths)]
+    restored = [None] * len(seqs)
+    for b in iter_batches(seqs, max_batch_tokens=20, pad_id=0, side="left"):
+        assert b.input_ids.shape == b.attention_mask.shape
+        for r, i in enumerate(b.index.tolist()):
+            restored[i] = b.input_ids[r][b.attention_mask[r].bool()].tolist()
+            assert b.attention_mask[r, -1] == 1  # left padding
+    assert restored == seqs
+    ids, mask = pad_batch([[4, 5], [6]], 0)
+    assert ids.tolist() == [[4, 5], [6, 0]] and mask.tolist() == [[1, 1], [1, 0]]
+
+
+def test_gram_from_last_tokens_with_left_padding(llama, llama_ref):
+    """TELLME-style: last-token Gram per class with left padding equals the batch-1 reference."""
+    seqs, ref = llama_ref
+    labels = torch.tensor([0, 1, 1, 0, 1, 0, 0])
+    grams = {}
+
+    def sink(ev):
+        g = grams.setdefault(ev.layer, GramMatrix(ev.value.shape[-1], num_classes=2, dtype="float64"))
+        g.update(ev.value, ev.take("labels"))
+
+    with Capture(llama, [CaptureSpec("block_output", [2], "last")], sink) as cap:
+        for b in iter_batches(seqs, max_batch_tokens=16, pad_id=0, side="left"):
+            cap.forward(b.input_ids, b.attention_mask, labels=labels[b.index])
+    z = torch.stack([r[3][-1] for r in ref])  # (N, D)
+    torch.testing.assert_close(grams[2].gram, z.T @ z, rtol=5e-3, atol=5e-3)
+    z1 = z[labels == 1]
+    torch.testing.assert_close(grams[2].class_gram(1), z1.T @ z1, rtol=5e-3, atol=5e-3)
