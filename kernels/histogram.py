@@ -17,11 +17,14 @@ non-zero slots to ``counts`` with atomics.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .utils import cdiv, check_float_input, interpreting, lazy_jit, next_pow2, tl
 
 COUNT_DTYPES = (torch.int32, torch.int64, torch.float32, torch.float64)
+_local_hist_ok = [True]  # flipped once if this Triton build cannot compile tl.histogram
 
 
 @lazy_jit
@@ -29,7 +32,7 @@ def _joint_histogram_kernel(
     x_ptr, y_ptr, lo_x_ptr, scale_x_ptr, lo_y_ptr, scale_y_ptr, counts_ptr,
     stride_x_s, stride_x_d, stride_y_s, stride_y_d,
     D,
-    BINS: tl.constexpr, NUM_SLOTS: tl.constexpr, BLOCK_D: tl.constexpr,
+    BINS: tl.constexpr, NUM_SLOTS: tl.constexpr, BLOCK_D: tl.constexpr, LOCAL_HIST: tl.constexpr,
 ):  # fmt: skip
     """Program (s, d-block): counts[s, bin(x[s, k]), bin(y[s, k])] += 1 for k in the block."""
     pid_s = tl.program_id(0)
@@ -46,12 +49,15 @@ def _joint_histogram_kernel(
     fx = tl.minimum(tl.maximum(tl.floor((x - lo_x) * scale_x), 0.0), BINS - 1.0)
     fy = tl.minimum(tl.maximum(tl.floor((y - lo_y) * scale_y), 0.0), BINS - 1.0)
     slot = fx.to(tl.int32) * BINS + fy.to(tl.int32)
-    slot = tl.where(ok, slot, NUM_SLOTS - 1)  # the spare slot takes the masked tail
-    local = tl.histogram(slot, NUM_SLOTS)
-    offs_slot = tl.arange(0, NUM_SLOTS)
-    keep = (offs_slot < BINS * BINS) & (local > 0)
-    dst = counts_ptr + pid_s.to(tl.int64) * (BINS * BINS) + offs_slot
-    tl.atomic_add(dst, local.to(counts_ptr.dtype.element_ty), mask=keep)
+    row = counts_ptr + pid_s.to(tl.int64) * (BINS * BINS)
+    if LOCAL_HIST:
+        slot = tl.where(ok, slot, NUM_SLOTS - 1)  # the spare slot takes the masked tail
+        local = tl.histogram(slot, NUM_SLOTS)
+        offs_slot = tl.arange(0, NUM_SLOTS)
+        keep = (offs_slot < BINS * BINS) & (local > 0)
+        tl.atomic_add(row + offs_slot, local.to(counts_ptr.dtype.element_ty), mask=keep)
+    else:  # one atomic per pair (fallback where tl.histogram does not compile)
+        tl.atomic_add(row + slot, ok.to(counts_ptr.dtype.element_ty), mask=ok)
 
 
 def _as_row_param(v, S: int, device: torch.device, name: str) -> torch.Tensor:
@@ -102,13 +108,17 @@ def joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
     lx, sx = _bin_params(lo_x, hi_x, S, bins, x.device, "x")
     ly, sy = _bin_params(lo_y, hi_y, S, bins, x.device, "y")
     BLOCK_D = max(16, min(next_pow2(D), 64 if interpreting() else 4096))
-    _joint_histogram_kernel[(S, cdiv(D, BLOCK_D))](
-        x, y2, lx, sx, ly, sy, counts,
-        x.stride(0), x.stride(1), y2.stride(0), y2.stride(1),
-        D,
-        BINS=bins, NUM_SLOTS=next_pow2(bins * bins + 1), BLOCK_D=BLOCK_D,
-        num_warps=8 if BLOCK_D >= 2048 else 4,
-    )  # fmt: skip
+    args = (x, y2, lx, sx, ly, sy, counts, x.stride(0), x.stride(1), y2.stride(0), y2.stride(1), D)
+    meta = dict(BINS=bins, NUM_SLOTS=next_pow2(bins * bins + 1), BLOCK_D=BLOCK_D, num_warps=8 if BLOCK_D >= 2048 else 4)
+    grid = (S, cdiv(D, BLOCK_D))
+    if _local_hist_ok[0]:
+        try:
+            _joint_histogram_kernel[grid](*args, LOCAL_HIST=True, **meta)
+            return
+        except Exception as err:  # a kernel that fails to compile launches nothing: counts are untouched
+            _local_hist_ok[0] = False
+            warnings.warn(f"tl.histogram did not compile ({err!r:.200}); using per-pair atomics", stacklevel=2)
+    _joint_histogram_kernel[grid](*args, LOCAL_HIST=False, **meta)
 
 
 def _bins_ref(v: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, bins: int) -> torch.Tensor:

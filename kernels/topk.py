@@ -14,11 +14,14 @@ dtype on the torch path) with int64 flat indices into the row-major (O, I) matri
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .utils import cdiv, interpreting, lazy_jit, next_pow2, tl
 
 _LOW = (1 << 32) - 1
+_use_topk = [tl is not None and hasattr(tl, "topk")]  # partial bitonic top-k (newer Triton), else a full sort
 
 
 @lazy_jit
@@ -77,11 +80,18 @@ def importance_topk_triton(weight, acc, k: int) -> tuple[torch.Tensor, torch.Ten
         return _decode(torch.topk(_pack(importance.flatten()), k).values)
     n_blocks = cdiv(numel, BLOCK)
     cand = torch.empty(n_blocks * KB, dtype=torch.int64, device=weight.device)
-    _importance_topk_kernel[(n_blocks,)](
-        weight.contiguous(), acc.contiguous(), cand, numel,
-        KB=KB, BLOCK=BLOCK, USE_TOPK=hasattr(tl, "topk"),
-        num_warps=8 if BLOCK >= 4096 else 4,
-    )  # fmt: skip
+    args = (weight.contiguous(), acc.contiguous(), cand, numel)
+    meta = dict(KB=KB, BLOCK=BLOCK, num_warps=8 if BLOCK >= 4096 else 4)
+    launched = False
+    if _use_topk[0]:
+        try:
+            _importance_topk_kernel[(n_blocks,)](*args, USE_TOPK=True, **meta)
+            launched = True
+        except Exception as err:  # a kernel that fails to compile launches nothing
+            _use_topk[0] = False
+            warnings.warn(f"tl.topk did not compile ({err!r:.200}); using tl.sort", stacklevel=2)
+    if not launched:
+        _importance_topk_kernel[(n_blocks,)](*args, USE_TOPK=False, **meta)
     return _decode(torch.topk(cand, k).values)  # descending keys: by importance, then lowest index
 
 

@@ -61,6 +61,19 @@ def test_triton_matches_direct_counts(device, dtype, y_rows, count_dtype):  # no
     assert int(exp[0, 1:, :].sum()) == 0, "degenerate x range must use bin 0 only"
 
 
+def test_per_pair_atomic_fallback(device, monkeypatch):  # noqa: F811
+    """The variant used where tl.histogram does not compile gives the same counts."""
+    from deepsight.kernels import histogram
+
+    monkeypatch.setattr(histogram, "_local_hist_ok", [False])
+    x, y, bins, lo_x, hi_x, lo_y, hi_y = make_case(11, torch.bfloat16, device, True)
+    S = x.shape[0]
+    counts = torch.full((S, bins, bins), 7, dtype=torch.int32, device=device)
+    joint_histogram_triton(x, y, counts, lo_x.to(device), hi_x.to(device), lo_y, hi_y)
+    exp = direct_hist(x, y, bins, lo_x, hi_x, [lo_y] * S, [hi_y] * S)
+    assert torch.equal((counts - 7).cpu().to(torch.int64), exp)
+
+
 def test_torch_path_matches_direct_counts():
     x, y, bins, lo_x, hi_x, lo_y, hi_y = make_case(9, torch.float64, "cpu", True)
     S = x.shape[0]

@@ -40,6 +40,17 @@ def test_triton_matches_stable_sort(device, k, ties):  # noqa: F811
     assert torch.equal(values.cpu(), exp_values)
 
 
+def test_full_sort_variant(device, monkeypatch):  # noqa: F811
+    """The tl.sort variant (Triton builds without tl.topk) picks the same entries."""
+    from deepsight.kernels import topk
+
+    monkeypatch.setattr(topk, "_use_topk", [False])
+    weight, acc = make_case(12, device, ties=True)
+    values, flat = importance_topk_triton(weight, acc, 6)
+    exp_values, exp_flat, _ = sorted_reference(weight, acc, 6)
+    assert torch.equal(flat.cpu(), exp_flat) and torch.equal(values.cpu(), exp_values)
+
+
 def test_triton_bf16_weight_and_large_k_fallback(device):  # noqa: F811
     weight, acc = make_case(5, device, wdtype=torch.bfloat16)
     for k in (5, weight.numel() // 3):  # the second exceeds the block-candidate budget
