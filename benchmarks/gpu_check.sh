@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# GPU check of the Triton kernels, for a lent CUDA machine (H100/H200), in well under 8 minutes:
+#   1. tests/test_kernels_*.py natively on CUDA (TRITON_INTERPRET unset; bf16 operands reach tl.dot)
+#   2. benchmarks/kernels.py --quick (Triton vs torch, GB/s vs the measured D2D copy, TFLOP/s)
+#   3. benchmarks/capture_overhead.py --quick, when that file exists
+# then a short table of each step's status and time. Exit status: non-zero if a step failed.
+# Usage (from anywhere): bash benchmarks/gpu_check.sh     (PYTHON=... to pick the interpreter)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PY=${PYTHON:-$(command -v python3 || command -v python)}
+unset TRITON_INTERPRET
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export DEEPSIGHT_BENCH_QUICK=1
+
+# deepsight.kernels is the folder kernels/ mapped by setup.py; without an install, link it in for this run.
+LINKED=""
+if ! "$PY" -c "import deepsight.kernels.dispatch" 2>/dev/null; then
+    if [ ! -e deepsight/kernels ]; then
+        ln -s ../kernels deepsight/kernels && LINKED=deepsight/kernels
+        trap '[ -n "$LINKED" ] && rm -f "$LINKED"' EXIT
+    fi
+fi
+
+"$PY" - <<'EOF'
+import torch, triton
+p = torch.cuda.get_device_properties(0) if torch.cuda.is_available() else None
+print(f"torch {torch.__version__}  triton {triton.__version__}  device: {p.name if p else 'NO CUDA'}"
+      + (f" ({p.multi_processor_count} SMs)" if p else ""))
+EOF
+
+names=(); codes=(); secs=()
+step() {  # step NAME TIMEOUT_S CMD...
+    local name=$1 limit=$2; shift 2
+    local t0=$SECONDS
+    echo "=== $name"
+    timeout "$limit" "$@"
+    local rc=$?
+    names+=("$name"); codes+=("$rc"); secs+=($((SECONDS - t0)))
+}
+
+step "kernel tests" 270 "$PY" -m pytest tests/test_kernels_*.py -q -p no:cacheprovider
+step "kernel benchmarks" 150 "$PY" benchmarks/kernels.py --quick
+if [ -f benchmarks/capture_overhead.py ]; then
+    step "capture overhead" 120 "$PY" benchmarks/capture_overhead.py --quick
+fi
+
+echo
+printf '%-24s %-8s %s\n' step status seconds
+status=0
+for i in "${!names[@]}"; do
+    if [ "${codes[$i]}" = 0 ]; then s=ok; else s="FAIL(${codes[$i]})"; status=1; fi
+    printf '%-24s %-8s %s\n' "${names[$i]}" "$s" "${secs[$i]}"
+done
+printf '%-24s %-8s %s\n' total "" "$SECONDS"
+exit $status
