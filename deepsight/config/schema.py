@@ -82,9 +82,13 @@ class SPINConfig:
     q: float = 5e-7  # fraction of weights kept as candidates per matrix
     target_module: str = "mlp"  # mlp | self_attn | all
     per_module: bool = False
-    batch_size: int = 8
+    batch_size: int = 8  # rows per backward pass (per-sample |grad| makes any size give the batch-1 result)
+    max_batch_tokens: int = 4096  # token budget of one backward batch (also capped by hardware.max_batch_tokens)
+    layer_group_size: int | None = None  # layers served by one backward pass; None = as many as memory allows
     seed: int = 0
-    reference_compat: bool = False  # drop the response's first token even without BOS
+    # Reference quirks: always drop the response's first token (even without BOS) and the reference's
+    # name filters for target_module (self_attn = names without "mlp").
+    reference_compat: bool = False
 
 
 @dataclass

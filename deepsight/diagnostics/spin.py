@@ -1,0 +1,272 @@
+"""SPIN scan: coupling of the weights most important to two objectives (privacy, fairness).
+
+Spec: ../shared/spec/DIAGNOSTICS.md section 3 (SPIN, Chen et al.; reference ChnQ/SPIN and
+DeepScan). For each dataset, G_W = sum over samples of |dL_s/dW| for every considered 2-D
+weight, importance |W| * G_W, candidates = top-k flat indices (k = int(q * numel)), and
+coupled = |cand_1 & cand_2| per weight, summed per layer and in total.
+
+How it is fast: the reference runs forward+backward once per (layer, sample). Here one
+backward pass of a batch of samples serves every layer of a layer group (usually all
+layers): ``GradCapture`` hooks each ``nn.Linear`` and the fused kernel adds
+sum_s |sum_t delta_{s,t} x_{s,t}^T| per weight, so batching gives exactly the batch-1
+numbers (the loss is the sum of per-sample mean cross-entropies). MoE models with fused
+3-D expert weights (transformers 5), or routers that are not ``nn.Linear``, run one sample
+per backward with weight gradients instead (still one pass for all layers).
+
+Data: dataset1 = ``beaver_train330k_privacy_safe_1k.csv``, dataset2 =
+``beaver_train330k_fairness_safe_1k.csv`` (the files DeepScan's SPIN configs use), n rows each
+chosen like ``datasets`` ``shuffle(seed).select(range(n))``.
+
+Reference compat (``reference_compat=true``): the response's first token is always dropped
+(the reference's ``response_ids[1:]``, meant to drop a BOS; default: dropped only when it is
+the tokenizer's BOS) and target_module uses the reference's name filters.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from deepsight.data.spin import load_spin_rows
+from deepsight.diagnostics.registry import ScanContext, register_scan
+from deepsight.diagnostics.spin_math import (
+    WeightRef,
+    candidates,
+    coupling_summary,
+    num_candidates,
+    smallest_q_for_one,
+    weights_of_model,
+)
+
+log = logging.getLogger("deepsight")
+
+
+# ------------------------------------------------------------------ inputs
+def encode_sample(tokenizer, prompt: str, response: str, reference_compat: bool = False) -> tuple[list[int], int]:
+    """(ids, prompt length): tokens(prompt) then tokens(response) minus its first token when that is a BOS
+    (always, with reference_compat)."""
+    p = list(tokenizer(prompt)["input_ids"])
+    r = list(tokenizer(response)["input_ids"])
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if r and (reference_compat or (bos is not None and r[0] == bos)):
+        r = r[1:]
+    return p + r, len(p)
+
+
+def per_sample_loss(logits: torch.Tensor, ids: torch.Tensor, n_prompt: torch.Tensor, lengths: torch.Tensor,
+                    first_pos: int = 0) -> torch.Tensor:
+    """(S,) mean next-token cross-entropy over each row's response tokens.
+
+    ``logits`` (S, N, V) are the model outputs at positions first_pos .. first_pos + N - 1 of the
+    right-padded ``ids`` (S, T); the target of position t is ids[t + 1], counted when
+    n_prompt <= t + 1 < length.
+    """
+    s, n, v = logits.shape
+    pos = torch.arange(first_pos, first_pos + n, device=ids.device)  # (N,)
+    tgt_pos = pos + 1
+    valid = (tgt_pos[None, :] >= n_prompt[:, None]) & (tgt_pos[None, :] < lengths[:, None])  # (S, N)
+    targets = ids.gather(1, tgt_pos.clamp(max=ids.shape[1] - 1).expand(s, n))  # (S, N)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp32 at least, fp64 stays fp64
+    ce = F.cross_entropy(logits.reshape(s * n, v), targets.reshape(-1), reduction="none").view(s, n)
+    ce = torch.where(valid.to(ce.device), ce, 0.0)
+    return ce.sum(1) / valid.sum(1).to(ce.device)
+
+
+def _needs_param_route(refs: list[WeightRef]) -> bool:
+    return any(r.module is None or not isinstance(r.module, torch.nn.Linear) for r in refs)
+
+
+def _model_device(model) -> torch.device:
+    return model.get_input_embeddings().weight.device
+
+
+# ------------------------------------------------------------------ G_W accumulation
+def _batched_grad_sums(model, refs, samples, *, max_batch_tokens, max_batch_size, pad_id, stat_dtype) -> dict:
+    """Dense route: G_W for every ref (all nn.Linear) with batched backward passes."""
+    from deepsight.capture.batching import iter_batches
+    from deepsight.capture.gradients import GradCapture
+    from deepsight.stats import GradAbsSum
+
+    stats = {r.name: GradAbsSum(r.shape, dtype=stat_dtype, device=r.param.device) for r in refs}
+    modules = {r.name: r.module for r in refs}
+    dev = _model_device(model)
+    seqs = [ids for ids, _ in samples]
+    n_prompt_all = torch.tensor([npr for _, npr in samples])
+    with GradCapture(model, modules, stats) as gc, torch.enable_grad():
+        for b in iter_batches(seqs, max_batch_tokens=max_batch_tokens, pad_id=pad_id, side="right",
+                              max_batch_size=max_batch_size, device=dev):
+            n_prompt = n_prompt_all[b.index].to(dev)
+            lengths = b.attention_mask.sum(1)
+            first = int(n_prompt.min()) - 1  # logits before the first response target are not needed
+            keep = b.input_ids.shape[1] - first
+            gc.token_mask = b.attention_mask
+            out = model(input_ids=b.input_ids, attention_mask=b.attention_mask, logits_to_keep=keep, use_cache=False)
+            loss = per_sample_loss(out.logits, b.input_ids, n_prompt, lengths, first_pos=first).sum()
+            del out
+            loss.backward()
+    return {name: st.acc for name, st in stats.items()}
+
+
+def _param_grad_sums(model, refs, samples, *, stat_dtype) -> dict:
+    """One sample per backward with weight gradients (fused experts / non-Linear routers): exact, per sample."""
+    dtype = torch.float64 if str(stat_dtype) in ("float64", "torch.float64") else torch.float32
+    params = {id(r.param): r.param for r in refs}
+    acc = {r.name: torch.zeros(r.shape, dtype=dtype, device=r.param.device) for r in refs}
+    was = {id(p): p.requires_grad for p in model.parameters()}
+    dev = _model_device(model)
+    try:
+        for p in model.parameters():
+            p.requires_grad_(id(p) in params)
+        with torch.enable_grad():
+            for ids, n_prompt in samples:
+                for p in params.values():
+                    p.grad = None
+                x = torch.tensor([ids], device=dev)
+                out = model(input_ids=x, use_cache=False)
+                loss = per_sample_loss(out.logits, x, torch.tensor([n_prompt], device=dev),
+                                       torch.tensor([len(ids)], device=dev)).sum()
+                loss.backward()
+                for r in refs:
+                    if r.param.grad is not None:
+                        acc[r.name] += r.view(r.param.grad).abs().to(dtype)
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(was[id(p)])
+            p.grad = None
+    return acc
+
+
+def _layer_groups(refs: list[WeightRef], group_size: int | None, max_batch_tokens: int) -> list[list[int]]:
+    """Layers per pass: all at once unless their accumulators plus saved inputs exceed half the free memory."""
+    layers = sorted({r.layer for r in refs})
+    if not layers:
+        return []
+    if group_size is None:
+        per_layer = {l: 0 for l in layers}
+        for r in refs:
+            per_layer[r.layer] += 4 * r.numel + 4 * max_batch_tokens * r.shape[1]
+        dev = refs[0].param.device
+        if dev.type == "cuda":
+            free = torch.cuda.mem_get_info(dev)[0]
+        else:
+            try:
+                import psutil
+
+                free = psutil.virtual_memory().available
+            except ImportError:  # pragma: no cover
+                free = 8 << 30
+        group_size = max(1, int(0.5 * free // max(per_layer.values())))
+    return [layers[i : i + group_size] for i in range(0, len(layers), group_size)]
+
+
+def grad_abs_sums(model, anatomy, refs, samples, *, batch_size=8, max_batch_tokens=4096, pad_id=0,
+                  stat_dtype="float32", layer_group_size=None) -> tuple[dict, dict]:
+    """G_W of every ref over ``samples`` [(ids, n_prompt)]; returns (sums by name, info)."""
+    if _needs_param_route(refs):
+        return _param_grad_sums(model, refs, samples, stat_dtype=stat_dtype), {"route": "per-sample weight grads",
+                                                                               "passes": len(samples)}
+    sums: dict[str, torch.Tensor] = {}
+    groups = _layer_groups(refs, layer_group_size, max_batch_tokens)
+    for group in groups:
+        chosen = [r for r in refs if r.layer in set(group)]
+        sums.update(_batched_grad_sums(model, chosen, samples, max_batch_tokens=max_batch_tokens,
+                                       max_batch_size=batch_size, pad_id=pad_id, stat_dtype=stat_dtype))
+    return sums, {"route": "batched per-sample |grad| (fused kernel)", "layer_groups": [list(g) for g in groups]}
+
+
+def spin_candidates(refs: list[WeightRef], sums: dict, q: float) -> dict[str, torch.Tensor]:
+    """Candidate flat indices per weight name."""
+    return {r.name: candidates(r.view(), sums[r.name], num_candidates(q, r.shape)) for r in refs}
+
+
+# ------------------------------------------------------------------ the scan
+def _cfg_dict(cfg: Any) -> dict:
+    if is_dataclass(cfg):
+        return asdict(cfg)
+    try:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except Exception:  # noqa: BLE001
+        return dict(cfg)
+
+
+def _pad_id(tokenizer) -> int:
+    for attr in ("pad_token_id", "eos_token_id"):
+        v = getattr(tokenizer, attr, None)
+        if isinstance(v, int):
+            return v
+    return 0
+
+
+def run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, stat_dtype: str = "float32",
+             max_batch_tokens: int = 4096) -> dict[str, Any]:
+    """SPIN on two lists of (prompt, response) rows; the result dict of the scan (without figures)."""
+    warnings: list[str] = []
+    compat = bool(cfg.reference_compat)
+    refs = weights_of_model(anatomy, cfg.target_module, reference_compat=compat)
+    shapes = [r.shape for r in refs]
+    if all(num_candidates(cfg.q, s) == 0 for s in shapes):
+        biggest = max((a * b for a, b in shapes), default=0)
+        warnings.append(
+            f"q={cfg.q:g} gives k = int(q * numel) = 0 for every matrix (largest has {biggest} weights), so there are "
+            f"no candidates; the smallest q that gives k >= 1 is {smallest_q_for_one(shapes):.6g} (set scan.spin.q)"
+        )
+    pad = _pad_id(tokenizer)
+    cands, info = [], {}
+    for label, rows in (("dataset1", rows1), ("dataset2", rows2)):
+        samples = []
+        for row in rows:
+            ids, n_prompt = encode_sample(tokenizer, row[0], row[1], compat)
+            if len(ids) - n_prompt < 1:
+                warnings.append(f"{label}: a row has no response token after tokenisation; skipped")
+                continue
+            samples.append((ids, n_prompt))
+        sums, info[label] = grad_abs_sums(model, anatomy, refs, samples, batch_size=cfg.batch_size,
+                                          max_batch_tokens=max_batch_tokens, pad_id=pad, stat_dtype=stat_dtype,
+                                          layer_group_size=cfg.layer_group_size)
+        info[label]["samples"] = len(samples)
+        cands.append(spin_candidates(refs, sums, cfg.q))
+        del sums
+    summary = coupling_summary(refs, cands[0], cands[1], anatomy.num_layers, per_module=bool(cfg.per_module))
+    details = {"layers": summary["layers"], "passes": info, "weights_considered": len(refs)}
+    if "modules" in summary:
+        details["modules"] = summary["modules"]
+    return {"metrics": dict(summary["totals"]), "details": details, "warnings": warnings, "candidates": cands}
+
+
+@register_scan("spin")
+def spin_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
+    from deepsight.report.figures import plot_per_layer
+
+    p1 = ctx.data_path(cfg.dataset1_path, "scan.spin.dataset1_path")
+    p2 = ctx.data_path(cfg.dataset2_path, "scan.spin.dataset2_path")
+    rows1 = [(r.prompt, r.response) for r in load_spin_rows(p1, cfg.n_samples, cfg.seed)]
+    rows2 = [(r.prompt, r.response) for r in load_spin_rows(p2, cfg.n_samples, cfg.seed)]
+    hw = ctx.hardware
+    budget = min(int(getattr(hw, "max_batch_tokens", 4096)), int(cfg.max_batch_tokens))
+    model = ctx.model
+    was_training = model.training
+    model.eval()
+    try:
+        res = run_spin(model, ctx.tokenizer, ctx.anatomy, rows1, rows2, cfg,
+                       stat_dtype=getattr(hw, "stat_dtype", "float32"), max_batch_tokens=budget)
+    finally:
+        model.train(was_training)
+    res.pop("candidates")
+    for w in res["warnings"]:
+        log.warning("spin: %s", w)
+    coupled = {row["layer"]: row["coupled"] for row in res["details"]["layers"]}
+    fig = plot_per_layer(coupled, f"SPIN coupled weights per layer (q={cfg.q:g}, {cfg.target_module})",
+                         ctx.figures_dir / "spin_coupled_per_layer.png", ylabel="coupled", kind="bar")
+    res["figures"] = [str(fig.relative_to(ctx.run_dir))]
+    res["config"] = _cfg_dict(cfg)
+    res["details"]["data"] = {"dataset1": str(p1), "dataset2": str(p2)}
+    if not math.isfinite(res["metrics"]["coupled_rate_vs_candidate_mean"]):
+        res["metrics"]["coupled_rate_vs_candidate_mean"] = math.nan
+    return res
