@@ -177,5 +177,8 @@ class WandbLogger:
     def finish(self) -> None:
         where = self.run.dir if self.mode == "offline" else getattr(self.run, "url", "")
         self.run.finish()
+        # finish() returns before the offline transaction log is on disk; teardown waits for the
+        # W&B service to flush and stop (the next run of a multirun starts a fresh one).
+        self.wandb.teardown()
         if self.mode == "offline":
             log.info("W&B run logged offline in %s; upload with `wandb sync %s`", where, Path(where).parent)
