@@ -322,3 +322,42 @@ def test_gram_from_last_tokens_with_left_padding(llama, llama_ref):
     torch.testing.assert_close(grams[2].gram, z.T @ z, rtol=5e-3, atol=5e-3)
     z1 = z[labels == 1]
     torch.testing.assert_close(grams[2].class_gram(1), z1.T @ z1, rtol=5e-3, atol=5e-3)
+
+
+def test_sharded_offloaded_model_gives_same_stats(tmp_path):
+    """Blocks dispatched by accelerate (layers 2-3 offloaded to disk, run through accelerate's hooks)."""
+    from accelerate import dispatch_model
+
+    plain, sharded = tiny_llama(), tiny_llama()
+    device_map = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "cpu",
+                  "model.layers.2": "disk", "model.layers.3": "disk", "model.norm": "cpu",
+                  "model.rotary_emb": "cpu", "lm_head": "cpu"}
+    sharded = dispatch_model(sharded, device_map=device_map, offload_dir=str(tmp_path))
+    assert sharded.model.layers[3].mlp.up_proj.weight.device.type == "meta"
+    seqs = random_seqs([4, 7, 2, 5], plain.config.vocab_size)
+    labels = torch.tensor([0, 1, 1, 0])
+
+    def scan(model):
+        anatomy = inspect_model(model)
+        stats = {}
+
+        def sink(ev):
+            key = (ev.spec.name, ev.layer)
+            if key not in stats:
+                assert ev.device == anatomy.block_devices[ev.layer]
+                stats[key] = ClassCentroids(2, ev.value.shape[-1], device=ev.device)
+            stats[key].update(ev.value, ev.take("labels"))
+
+        specs = [CaptureSpec("block_output", [1, 3], "mean"), CaptureSpec("mlp_output", [2], "last")]
+        before = _hook_counts(model)
+        with Capture(model, specs, sink, anatomy=anatomy) as cap:
+            assert cap.layer_device(3).type == "cpu"
+            for b in iter_batches(seqs, max_batch_tokens=14, pad_id=0):
+                cap.forward(b.input_ids, b.attention_mask, labels=labels[b.index])
+        assert _hook_counts(model) == before
+        return stats
+
+    a, b = scan(plain), scan(sharded)
+    assert a.keys() == b.keys() == {("block_output", 1), ("block_output", 3), ("mlp_output", 2)}
+    for key in a:
+        torch.testing.assert_close(a[key].centroids, b[key].centroids, rtol=1e-5, atol=1e-5)
