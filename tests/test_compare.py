@@ -43,12 +43,14 @@ def test_leaderboard_values(sweep):
     root, runs = sweep
     columns, rows = build_leaderboard(find_results([root]))
     assert [r["model"] for r in rows] == ["model-c", "model-a", "model-b"]  # sorted paths: single/ < sweep/
-    assert "eval/strongreject/score" in columns and "eval/xstest/refusal_rate" in columns
+    assert "eval/strongreject/mean_score" in columns and "eval/xstest/over_refusal_rate" in columns
+    assert "eval/xstest/refusal_rate" not in columns  # headlines only
     assert "scan/xboundary/separation_score" in columns and "scan/tellme/R_gap" in columns
     for r in rows:
         res = runs[r["model"]]
-        cell = r["cells"]["eval/xstest/refusal_rate"]
-        assert cell.value == res["evals"]["xstest"]["metrics"]["refusal_rate"]["value"] and cell.is_rate
+        cell = r["cells"]["eval/xstest/over_refusal_rate"]
+        assert cell.value == res["evals"]["xstest"]["metrics"]["over_refusal_rate"]["value"] and cell.is_rate
+        assert not r["cells"]["eval/strongreject/mean_score"].is_rate
         assert r["cells"]["scan/tellme/R_gap"].value == res["scans"]["tellme"]["metrics"]["R_gap"]
         assert r["problems"] == 2 and r["status"] == "completed_with_errors"
     all_cols, _ = build_leaderboard(find_results([root]), all_metrics=True)

@@ -44,7 +44,9 @@ def test_definitions_match_whole_components():
     assert definition_of("total.coupled_ratio") == definition_of("coupling_ratio")
     assert definition_of("coupled_rate_vs_candidate_mean").startswith("coupled / mean")
     assert definition_of("refusal_rate") != definition_of("score")
-    for unknown in ("best_separation_layer", "foo", "", "sep"):
+    assert "scale-free" in definition_of("scaled_separation")
+    assert "safe prompts refused" in definition_of("over_refusal_rate")
+    for unknown in ("foo", "", "sep", "layer_count"):
         assert definition_of(unknown) is None, unknown
 
 
@@ -91,6 +93,11 @@ def test_report_md_contents(run):
     assert f"{100 * r['value']:.1f}%" in row
     assert f"[{100 * r['ci_low']:.1f}%, {100 * r['ci_high']:.1f}%]" in row
     assert f"{r['count']}/{r['n']}" in row and "0.7%" in row and "refused" in row
+    # a mean with an interval is a number, not a percentage
+    ms = results["evals"]["strongreject"]["metrics"]["mean_score"]
+    row = next(line for line in md.splitlines() if line.startswith("| strongreject | mean_score |"))
+    assert f"| {ms['value']:.4g} | [{ms['ci_low']:.4g}, {ms['ci_high']:.4g}] | n=60 |" in row
+    assert "unparseable: 3 (e.g. \"unparseable: no verdict in 'hmm &lt;b&gt;'\")" in md
     tellme = results["scans"]["tellme"]["metrics"]
     row = next(line for line in md.splitlines() if line.startswith("| tellme | R_gap |"))
     assert f"{tellme['R_gap']:.4g}" in row and "disentangled" in row
@@ -107,6 +114,8 @@ def test_report_md_contents(run):
     assert "### xstest (10 of 12 shown" in md
     ex_lines = [line for line in md.splitlines() if line.startswith("| x") and "full_compliance" in line]
     assert len(ex_lines) == 10 and all(len(line) < 2000 for line in ex_lines)
+    assert "| label: unsafe; type: privacy |" in ex_lines[0]
+    assert "| refusal: (label: full_compliance; reason: no refusal phrase) |" in ex_lines[0]
     # secrets scrubbed from the config section, env var names kept
     assert "hf_abcdefghijklmnop" not in md and "OPENAI_API_KEY" in md
     # hostile text never raw
@@ -241,10 +250,13 @@ def test_summary_plain_text(run):
     text = buf.getvalue()
     lines = text.splitlines()
     assert lines[0] == "DeepSight completed_with_errors: tiny-llama"
-    sr = results["evals"]["strongreject"]["metrics"]["score"]
-    assert any("strongreject" in line and "score" in line and fmt_value(sr) in line for line in lines)
-    xs = results["evals"]["xstest"]["metrics"]["refusal_rate"]
-    assert any("xstest" in line and f"{100 * xs['value']:.1f}%" in line and "n=250" in line for line in lines)
+    sr = results["evals"]["strongreject"]["metrics"]["mean_score"]
+    assert any("strongreject" in line and "mean_score" in line and fmt_value(sr["value"]) in line for line in lines)
+    for name, n in (("over_refusal_rate", 150), ("unsafe_compliance_rate", 100)):
+        xs = results["evals"]["xstest"]["metrics"][name]
+        assert any(re.search(rf"xstest +{name} ", line) and f"{100 * xs['value']:.1f}% [" in line and f"n={n}" in line
+                   for line in lines), name
+    assert not any(re.search(r"xstest +refusal_rate", line) for line in lines)  # not a headline of XSTest
     assert any("separation_score" in line for line in lines) and any("R_gap" in line for line in lines)
     assert any("broken_scan" in line and "FAILED" in line for line in lines)
     assert any("harmbench" in line and "SKIPPED" in line for line in lines)
@@ -258,6 +270,6 @@ def test_summary_rich_on_tty_and_without_report(tmp_path):
     buf = _Tty()
     print_summary(results, tmp_path, file=buf)
     text = buf.getvalue()
-    assert "separation_score" in text and "refusal_rate" in text and "FAILED" in text
+    assert "separation_score" in text and "over_refusal_rate" in text and "FAILED" in text
     assert f"Results: {tmp_path / 'results.json'}" in text.replace("\n", "")  # no report.html written yet
     assert "missing [bold]file[/bold] x.csv" in text  # text printed literally, never as rich markup

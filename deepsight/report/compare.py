@@ -42,11 +42,10 @@ class Cell:
     is_rate: bool = False
 
     def text(self) -> str:
-        if not self.is_rate:
-            return fmt_value(self.value)
-        s = fmt_rate(self.value)
+        f = fmt_rate if self.is_rate else fmt_value
+        s = f(self.value)
         if self.ci_low is not None and self.ci_high is not None:
-            s += f" [{fmt_rate(self.ci_low)}, {fmt_rate(self.ci_high)}]"
+            s += f" [{f(self.ci_low)}, {f(self.ci_high)}]"
         return s
 
 

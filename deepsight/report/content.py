@@ -27,13 +27,30 @@ from deepsight.report.metrics import (
 MAX_EXAMPLES = 10  # worst examples shown per benchmark
 MAX_CELL = 400  # characters of one example field
 # Example fields shown first, in this order; any other field follows.
-_EXAMPLE_ORDER = ("id", "category", "prompt", "question", "behavior", "goal", "input", "context", "response",
-                  "generation", "output", "completion", "answer", "verdict", "label", "judgement", "score", "unknown",
-                  "reason")
+_EXAMPLE_ORDER = ("id", "category", "meta", "prompt", "question", "behavior", "goal", "input", "context", "response",
+                  "generation", "output", "completion", "answer", "verdicts", "verdict", "label", "judgement", "score",
+                  "unknown", "reason")
+
+
+def as_text(value: Any) -> str:
+    """Readable text of an example field: dicts as ``key: value; ...`` (nested in parentheses), lists joined."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        parts = []
+        for k, v in value.items():
+            if v is None or v == "" or v == {}:
+                continue
+            inner = as_text(v)
+            parts.append(f"{k}: ({inner})" if isinstance(v, dict) else f"{k}: {inner}")
+        return "; ".join(parts)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(as_text(v) for v in value)
+    return fmt_value(value)
 
 
 def truncate(text: Any, limit: int = MAX_CELL) -> str:
-    s = text if isinstance(text, str) else fmt_value(text) if not isinstance(text, (dict, list)) else json.dumps(text)
+    s = as_text(text)
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 

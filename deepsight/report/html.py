@@ -59,6 +59,8 @@ def render_html(content: dict[str, Any]) -> str:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     figures = {scan: [dict(f, data_uri=data_uri(f["file"]) if f["exists"] else None) for f in figs]
                for scan, figs in content["figures"].items()}
-    unknown = {b: {"count": u.get("count"), "reasons": u.get("reasons") or {}} for b, u in content["unknown"].items()}
+    unknown = {b: {"count": u.get("count"), "reasons": u.get("reasons") or {},
+                   "examples": {k: str(v)[:150] for k, v in (u.get("reason_examples") or {}).items()}}
+               for b, u in content["unknown"].items()}
     c = dict(content, figures=figures, unknown=unknown)
     return env.get_template("report.html.j2").render(c=c, fmt_rate=fmt_rate, fmt_value=fmt_value, short=_short)

@@ -29,12 +29,6 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines + [""]
 
 
-def _ci(row) -> str:
-    if row.ci_low is None and row.ci_high is None:
-        return "-"
-    return f"[{fmt_rate(row.ci_low)}, {fmt_rate(row.ci_high)}]"
-
-
 def render_markdown(c: dict[str, Any]) -> str:
     """The whole report.md from ``build_content``'s dict."""
     out = [f"# {md_cell(c['title'])}", ""]
@@ -49,14 +43,15 @@ def render_markdown(c: dict[str, Any]) -> str:
     if c["eval_rows"]:
         rows = []
         for r in c["eval_rows"]:
-            value = fmt_rate(r.value) if r.is_rate else fmt_value(r.value)
-            counts = f"{fmt_value(r.count)}/{fmt_value(r.n)}" if r.n is not None else "-"
-            rows.append([r.benchmark, r.metric, value, _ci(r), counts, fmt_rate(r.unknown_rate), r.definition or ""])
+            rows.append([r.benchmark, r.metric, r.value_text(), r.ci_text(), r.counts_text(), fmt_rate(r.unknown_rate),
+                         r.definition or ""])
         out += _table(["benchmark", "metric", "value", "95% CI", "count/n", "unknown", "definition"], rows)
         for bench, unk in c["unknown"].items():
             reasons = unk.get("reasons") or {}
             if reasons:
-                listed = ", ".join(f"{k}: {fmt_value(v)}" for k, v in reasons.items())
+                examples = unk.get("reason_examples") or {}
+                listed = ", ".join(f"{k}: {fmt_value(v)}" + (f' (e.g. "{str(examples[k])[:150]}")' if k in examples
+                                                            else "") for k, v in reasons.items())
                 out += [f"- {md_cell(bench)} unknown verdicts ({fmt_value(unk.get('count'))}): {md_cell(listed)}"]
         out += [""] if c["unknown"] else []
     else:

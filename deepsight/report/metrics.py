@@ -26,6 +26,11 @@ DEFINITIONS: dict[str, str] = {
     "nearer the safe ones (inf if the denominator is ~0)",
     "dist_bound_safe": "||C_boundary - C_safe||_2",
     "dist_bound_harmful": "||C_boundary - C_harmful||_2",
+    "scaled_separation": "separation_score / pooled within-class spread of safe and harmful; scale-free, "
+    "comparable across models",
+    "within_class_spread": "pooled standard deviation of safe and harmful vectors around their centroids",
+    "best_separation_layer": "hidden_states index with the largest separation_score",
+    "best_boundary_layer": "hidden_states index with the smallest boundary_ratio",
     # TELLME
     "R_diff": "coding rate of all representations, (d ln d)/2 + 1/2 logdet(I/d + Z^T Z/(m eps))",
     "R_same": "size-weighted mean coding rate within each class (safe, unsafe)",
@@ -60,6 +65,19 @@ DEFINITIONS: dict[str, str] = {
     "compliance_rate": "share of prompts fully complied with",
     "compliance": "share of prompts fully complied with",
     "partial": "share of partial refusals",
+    "over_refusal_rate": "share of safe prompts refused (over-refusal; lower is better)",
+    "safe_refusal_rate": "share of safe prompts refused (over-refusal; lower is better)",
+    "unsafe_compliance_rate": "share of unsafe prompts complied with (lower is safer)",
+    "unsafe_refusal_rate": "share of unsafe prompts refused (higher is safer)",
+    "safe_compliance_rate": "share of safe prompts complied with (higher is better)",
+    "string_refusal_rate": "share of replies matching a refusal phrase (string match judge)",
+    "harmful_rate": "share of responses judged harmful (lower is safer)",
+    "flagged_rate": "share of responses flagged unsafe by the judge (lower is safer)",
+    "safety_rate": "share of responses judged safe (higher is safer)",
+    "mean_score": "mean judge score with a normal 95% interval (StrongREJECT: 0 = refused or useless, "
+    "1 = specific and convincing harmful help)",
+    "accuracy_all": "accuracy counting unparseable answers as wrong",
+    "mean_abs_error": "mean |achieved accuracy - requested accuracy| (sandbagging; lower = better control)",
     "safe_rate": "share of responses judged safe",
     "unsafe_rate": "share of responses judged unsafe",
     "harmless_rate": "share of responses judged harmless",
@@ -78,9 +96,18 @@ SUMMARY_PICKS: dict[str, tuple[str, ...]] = {
     "spin": ("coupled", "coupling_ratio", "coupled_ratio"),
     "mi_peaks": ("mean_mi", "thinking_tokens"),
 }
-# Benchmark metrics preferred as the one headline number, in order.
-EVAL_PRIMARY = ("asr", "attack_success_rate", "unsafe_rate", "fulfilment_rate", "score", "safe_rate", "harmless_rate",
-                "refusal_rate", "accuracy", "mc1")
+# Per benchmark, the metrics worth a line in the console summary and a leaderboard column.
+EVAL_PICKS: dict[str, tuple[str, ...]] = {
+    "xstest": ("over_refusal_rate", "unsafe_compliance_rate"),
+    "strongreject": ("mean_score", "refusal_rate"),
+    "truthfulqa": ("mc1", "mc2"),
+    "sandbagging": ("mean_abs_error",),
+}
+# Otherwise the first of these present is the benchmark's one headline number (else its first metric).
+EVAL_PRIMARY = ("asr", "attack_success_rate", "harmful_rate", "unsafe_rate", "flagged_rate", "fulfilment_rate",
+                "mean_score", "score", "safety_rate", "safe_rate", "harmless_rate", "refusal_rate", "accuracy", "mc1")
+# Metric names that are means (shown as numbers, not percentages) even with count/n/interval fields.
+_MEAN_HINTS = ("mean", "score", "mc2", "error")
 
 _SPLIT = re.compile(r"[./:\-\s]+")
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
@@ -168,7 +195,31 @@ class EvalRow:
 
     @property
     def is_rate(self) -> bool:
-        return self.n is not None or self.ci_low is not None
+        """A share in [0, 1] shown as a percentage: count/n fields, value = count / n, not a mean by name."""
+        if self.n is None or any(h in self.metric.lower() for h in _MEAN_HINTS):
+            return False
+        n, count, value = as_number(self.n), as_number(self.count), as_number(self.value)
+        if n is None or count is None or value is None or n <= 0:
+            return True  # an empty rate ("nan" value) still reads as a rate
+        return abs(value - count / n) <= 1e-9 * max(1.0, abs(value))
+
+    @property
+    def has_interval(self) -> bool:
+        return self.ci_low is not None or self.ci_high is not None
+
+    def value_text(self) -> str:
+        return fmt_rate(self.value) if self.is_rate else fmt_value(self.value)
+
+    def ci_text(self) -> str:
+        if not self.has_interval:
+            return "-"
+        f = fmt_rate if self.is_rate else fmt_value
+        return f"[{f(self.ci_low)}, {f(self.ci_high)}]"
+
+    def counts_text(self) -> str:
+        if self.n is None:
+            return "-"
+        return f"{fmt_value(self.count)}/{fmt_value(self.n)}" if self.is_rate else f"n={fmt_value(self.n)}"
 
 
 @dataclass
@@ -209,15 +260,15 @@ def scan_rows(results: dict[str, Any]) -> list[ScanRow]:
 
 
 def primary_eval_rows(results: dict[str, Any]) -> list[EvalRow]:
-    """The one headline metric per benchmark: the first of EVAL_PRIMARY present, else its first metric."""
+    """Headline metrics per benchmark: its EVAL_PICKS present, else the first of EVAL_PRIMARY, else its first."""
     by_bench: dict[str, list[EvalRow]] = {}
     for row in eval_rows(results):
         by_bench.setdefault(row.benchmark, []).append(row)
     picked = []
-    for rows in by_bench.values():
+    for bench, rows in by_bench.items():
         names = {r.metric: r for r in rows}
-        choice = next((names[m] for m in EVAL_PRIMARY if m in names), rows[0])
-        picked.append(choice)
+        chosen = [names[m] for m in EVAL_PICKS.get(bench, ()) if m in names]
+        picked.extend(chosen or [next((names[m] for m in EVAL_PRIMARY if m in names), rows[0])])
     return picked
 
 

@@ -26,14 +26,11 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(what, metric, value) lines: one headline rate per benchmark, a few numbers per scan, then problems."""
     rows = []
     for r in primary_eval_rows(results):
-        if r.is_rate:
-            value = fmt_rate(r.value)
-            if r.ci_low is not None and r.ci_high is not None:
-                value += f" [{fmt_rate(r.ci_low)}, {fmt_rate(r.ci_high)}]"
-            if r.n is not None:
-                value += f" n={fmt_value(r.n)}"
-        else:
-            value = fmt_value(r.value)
+        value = r.value_text()
+        if r.has_interval:
+            value += " " + r.ci_text()
+        if r.n is not None:
+            value += f" n={fmt_value(r.n)}"
         if r.unknown_rate is not None:
             value += f", unknown {fmt_rate(r.unknown_rate)}"
         rows.append((f"eval {r.benchmark}", r.metric, value))
