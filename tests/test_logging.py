@@ -157,7 +157,7 @@ def test_wandb_offline_run_files(clean_env, tmp_path):
     assert tables["generations/xstest"]["columns"] == ["id", "prompt", "response", "verdict"]
     assert tables["generations/xstest"]["data"] == [[g["id"], g["prompt"], g["response"], g["verdict"]] for g in gens]
     ex = tables["examples/xstest"]
-    assert len(ex["data"]) == 12 and "verdict" in ex["columns"]
+    assert len(ex["data"]) == 12 and "verdicts" in ex["columns"]
     assert {row[0] for row in tables["stages"]["data"]} == {"scan/broken_scan", "eval/harmbench"}
 
     # the transaction log: run (config, group, name), summary and history with the metrics
