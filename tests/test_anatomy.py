@@ -51,7 +51,11 @@ class Arch:
     fused_weights: dict[str, tuple[int, ...]] = field(default_factory=dict)  # relative to the block
     transposed: bool = False  # fused expert layout (E, in, out)
     norm_name: str = "model.norm"
-    attention_name: str = "self_attn"
+    attention_name: str | tuple[str, ...] = "self_attn"  # a tuple gives one per block (hybrid models)
+    mlp_name: str = "mlp"
+    lm_head_name: str = "lm_head"
+    top_k: int = TOP_K
+    check_linears: bool = True  # the listed families pin every linear name; related ones only resolve them
 
 
 _LLAMA_LINEARS = tuple(f"self_attn.{p}_proj" for p in "qkvo") + tuple(f"mlp.{p}_proj" for p in ("gate", "up", "down"))
@@ -162,6 +166,108 @@ ARCHS = [
     ),
 ]
 
+# Related decoders of the same families that transformers ships (generic checks: no pinned linear names).
+_MLA = dict(kv_lora_rank=8, q_lora_rank=16, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8)
+_DEEPSEEK = dict(
+    _BASE,
+    num_key_value_heads=4,
+    n_routed_experts=EXPERTS,
+    n_shared_experts=1,
+    first_k_dense_replace=1,
+    n_group=1,
+    topk_group=1,
+    **_MLA,
+    **_MOE,
+)
+_HYBRID_LAYERS = ["linear_attention", "linear_attention", "full_attention"]
+_HYBRID = dict(
+    _BASE,
+    head_dim=8,
+    layer_types=_HYBRID_LAYERS,
+    linear_num_value_heads=4,
+    linear_num_key_heads=2,
+    linear_key_head_dim=8,
+    linear_value_head_dim=8,
+)
+_HYBRID_ATTENTION = ("linear_attn", "linear_attn", "self_attn")
+_NO_LINEARS = dict(check_linears=False)
+RELATED = [
+    Arch("gemma", dict(_BASE, head_dim=8), **_NO_LINEARS),
+    Arch(
+        "gemma4_text",
+        dict(
+            _BASE,
+            head_dim=8,
+            global_head_dim=8,
+            vocab_size_per_layer_input=VOCAB,
+            hidden_size_per_layer_input=8,
+            sliding_window=16,
+        ),
+        **_NO_LINEARS,
+    ),
+    Arch("phi", dict(_BASE, num_key_value_heads=4), norm_name="model.final_layernorm", **_NO_LINEARS),
+    Arch(
+        "phimoe",
+        dict(_BASE, num_local_experts=EXPERTS, num_experts_per_tok=TOP_K),
+        moe_layers=tuple(_ALL),
+        **_NO_LINEARS,
+    ),
+    Arch("olmo", _BASE, **_NO_LINEARS),
+    Arch("olmo2", _BASE, **_NO_LINEARS),
+    Arch("olmo3", dict(_BASE, sliding_window=16), **_NO_LINEARS),
+    Arch(
+        "flex_olmo",
+        dict(_BASE, num_experts=EXPERTS, num_experts_per_tok=TOP_K, pad_token_id=0),
+        moe_layers=tuple(_ALL),
+        **_NO_LINEARS,
+    ),
+    Arch("olmo_hybrid", dict(_BASE, head_dim=8, pad_token_id=0), attention_name=_HYBRID_ATTENTION, **_NO_LINEARS),
+    Arch("deepseek_v2", _DEEPSEEK, moe_layers=(1, 2), **_NO_LINEARS),
+    Arch("deepseek_v32", _DEEPSEEK, moe_layers=(1, 2), **_NO_LINEARS),
+    Arch(
+        "llama4_text",
+        dict(
+            _BASE,
+            head_dim=8,
+            num_local_experts=EXPERTS,
+            num_experts_per_tok=1,
+            intermediate_size_mlp=INTER,
+            interleave_moe_layer_step=1,
+        ),
+        moe_layers=tuple(_ALL),
+        mlp_name="feed_forward",
+        top_k=1,
+        transposed=True,
+        **_NO_LINEARS,
+    ),
+    Arch(
+        "qwen3_next",
+        dict(_HYBRID, num_experts=EXPERTS, shared_expert_intermediate_size=24, **_MOE),
+        moe_layers=tuple(_ALL),
+        attention_name=_HYBRID_ATTENTION,
+        **_NO_LINEARS,
+    ),
+    Arch("qwen3_5_text", _HYBRID, attention_name=_HYBRID_ATTENTION, **_NO_LINEARS),
+    Arch(
+        "qwen3_5_moe_text",
+        dict(_HYBRID, num_experts=EXPERTS, shared_expert_intermediate_size=24, **_MOE),
+        moe_layers=tuple(_ALL),
+        attention_name=_HYBRID_ATTENTION,
+        **_NO_LINEARS,
+    ),
+    Arch(
+        "gpt_neox_japanese",
+        dict(_BASE, num_key_value_heads=4),
+        blocks_name="gpt_neox_japanese.layers",
+        attention_name="attention",
+        norm_name="gpt_neox_japanese.final_layer_norm",
+        lm_head_name="embed_out",
+        **_NO_LINEARS,
+    ),
+]
+ALL_ARCHS = ARCHS + RELATED
+_MOE_ARCHS = [a for a in ALL_ARCHS if a.moe_layers]
+
 
 def _build(arch: Arch) -> nn.Module:
     try:
@@ -183,7 +289,7 @@ def _model(arch: Arch, built: dict[str, nn.Module]) -> nn.Module:
     return built[arch.model_type]
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=[a.model_type for a in ARCHS])
+@pytest.mark.parametrize("arch", ALL_ARCHS, ids=[a.model_type for a in ALL_ARCHS])
 def test_structure(arch: Arch, built):
     model = _model(arch, built)
     anatomy = inspect_model(model)
@@ -196,30 +302,39 @@ def test_structure(arch: Arch, built):
     assert len(anatomy.blocks) == LAYERS and all(a is b for a, b in zip(anatomy.blocks, blocks))
     assert anatomy.decoder is model.get_submodule(arch.blocks_name.rpartition(".")[0])
     assert anatomy.final_norm is model.get_submodule(arch.norm_name)
-    assert anatomy.lm_head is model.lm_head
+    assert anatomy.lm_head is model.get_submodule(arch.lm_head_name)
     assert anatomy.embeddings is model.get_input_embeddings()
     assert anatomy.block_devices == [torch.device("cpu")] * LAYERS
 
     assert anatomy.is_moe == bool(arch.moe_layers)
     assert anatomy.moe_layer_indices == list(arch.moe_layers)
     assert anatomy.num_experts == (EXPERTS if arch.moe_layers else 0)
-    assert anatomy.num_experts_per_tok == (TOP_K if arch.moe_layers else 0)
+    assert anatomy.num_experts_per_tok == (arch.top_k if arch.moe_layers else 0)
 
     for layer in anatomy.layers:
         assert layer.block is blocks[layer.index] and layer.name == f"{arch.blocks_name}.{layer.index}"
-        assert layer.attention is layer.block.get_submodule(arch.attention_name)
-        assert layer.mlp is layer.block.get_submodule("mlp")
+        attention_name = arch.attention_name
+        if isinstance(attention_name, tuple):
+            attention_name = attention_name[layer.index]
+        assert layer.attention_name == attention_name and layer.mlp_name == arch.mlp_name
+        assert layer.attention is layer.block.get_submodule(attention_name)
+        assert layer.mlp is layer.block.get_submodule(arch.mlp_name)
         assert layer.device == torch.device("cpu")
         moe = layer.index in arch.moe_layers
-        rel = arch.moe_linears if moe else arch.dense_linears
-        assert sorted(layer.linear_modules) == sorted(f"{layer.name}.{n}" for n in rel)
+        if arch.check_linears:
+            rel = arch.moe_linears if moe else arch.dense_linears
+            assert sorted(layer.linear_modules) == sorted(f"{layer.name}.{n}" for n in rel)
+        assert layer.linear_modules and all(
+            n.startswith(f"{layer.name}.{attention_name}.") for n in layer.attention_linear_names()
+        )
         for name, module in layer.linear_modules.items():
             assert model.get_submodule(name) is module
+            assert isinstance(module, nn.Linear) or is_transposed_linear(module)
         if not moe:
             assert layer.router is None and layer.experts is None and not layer.fused_experts
             assert layer.num_experts == 0 and layer.fused_expert_weights == {}
             continue
-        assert layer.num_experts == EXPERTS and layer.num_experts_per_tok == TOP_K
+        assert layer.num_experts == EXPERTS and layer.num_experts_per_tok == arch.top_k
         assert layer.router.weight.shape == (EXPERTS, HIDDEN)
         assert layer.router in list(layer.mlp.children()) and layer.experts in list(layer.mlp.children())
         if not _TRANSFORMERS_5 and not layer.fused_experts:  # transformers 4: one module per expert
@@ -228,13 +343,19 @@ def test_structure(arch: Arch, built):
         # transformers 5 implements every MoE family here with fused 3-D expert weights.
         assert layer.fused_experts and layer.expert_modules == []
         assert layer.experts_transposed == arch.transposed
-        want = {f"{layer.name}.{n}": shape for n, shape in arch.fused_weights.items()}
-        assert layer.fused_expert_weights == want
-        for name, shape in want.items():
-            assert tuple(model.get_parameter(name).shape) == shape
+        if arch.fused_weights:
+            want = {f"{layer.name}.{n}": shape for n, shape in arch.fused_weights.items()}
+            assert layer.fused_expert_weights == want
+        experts_prefix = f"{layer.name}.{arch.mlp_name}.experts."
+        assert layer.fused_expert_weights and all(n.startswith(experts_prefix) for n in layer.fused_expert_weights)
+        for name, shape in layer.fused_expert_weights.items():
+            assert tuple(model.get_parameter(name).shape) == shape and shape[0] == EXPERTS
+        # Per-expert matrices: hidden is the input of gate/up and the output of down, in either layout.
+        down = next(shape for name, shape in layer.fused_expert_weights.items() if "down" in name)
+        assert down[2 if layer.experts_transposed else 1] == HIDDEN
 
 
-@pytest.mark.parametrize("arch", ARCHS, ids=[a.model_type for a in ARCHS])
+@pytest.mark.parametrize("arch", ALL_ARCHS, ids=[a.model_type for a in ALL_ARCHS])
 def test_block_hooks_match_hidden_states(arch: Arch, built):
     """A hook on block l sees hidden_states[l+1]; the last entry may carry the final norm."""
     model = _model(arch, built)
@@ -263,7 +384,7 @@ def test_block_hooks_match_hidden_states(arch: Arch, built):
         assert torch.equal(anatomy.final_norm(last), hidden_states[-1])
 
 
-@pytest.mark.parametrize("arch", [a for a in ARCHS if a.moe_layers], ids=[a.model_type for a in ARCHS if a.moe_layers])
+@pytest.mark.parametrize("arch", _MOE_ARCHS, ids=[a.model_type for a in _MOE_ARCHS])
 def test_router_and_fused_expert_gradients(arch: Arch, built):
     """The router sees every token; a backward reaches the named 3-D expert weights (what SPIN needs)."""
     model = _model(arch, built)

@@ -40,7 +40,8 @@ from torch import nn
 from deepsight.errors import DeepSightError
 
 # Child names, most common first. Matching is exact on the attribute name.
-_ATTENTION_NAMES = ("self_attn", "attn", "attention", "self_attention", "mixer")
+# Hybrid models (Qwen3-Next, Qwen3.5, OLMo-hybrid) mix tokens in some blocks with linear attention.
+_ATTENTION_NAMES = ("self_attn", "attn", "attention", "self_attention", "linear_attn", "mixer")
 _MLP_NAMES = ("mlp", "feed_forward", "block_sparse_moe", "moe", "ffn", "mlp_block")
 _ROUTER_NAMES = ("gate", "router")
 _EXPERTS_NAMES = ("experts",)
@@ -82,6 +83,8 @@ class BlockAnatomy:
     index: int
     name: str  # e.g. "model.layers.3"
     block: nn.Module
+    attention_name: str  # child name of the token mixer: "self_attn", "attn", "linear_attn" (hybrid models), ...
+    mlp_name: str  # child name of the MLP / MoE block: "mlp", "feed_forward", "block_sparse_moe", ...
     attention: nn.Module | None
     mlp: nn.Module | None
     router: nn.Module | None = None  # MoE gate (nn.Linear or a router module with weight (E, H))
@@ -104,17 +107,14 @@ class BlockAnatomy:
         return self.experts is not None
 
     def attention_linear_names(self) -> list[str]:
-        """Names of the linear layers inside the attention module."""
-        prefix = self._child_prefix(self.attention)
-        return [n for n in self.linear_modules if prefix is not None and n.startswith(prefix)]
+        """Qualified names of the linear layers inside the attention (token mixer)."""
+        prefix = f"{self.name}.{self.attention_name}."
+        return [n for n in self.linear_modules if n.startswith(prefix)]
 
-    def _child_prefix(self, child: nn.Module | None) -> str | None:
-        if child is None:
-            return None
-        for name, module in self.block.named_children():
-            if module is child:
-                return f"{self.name}.{name}."
-        return None
+    def mlp_linear_names(self) -> list[str]:
+        """Qualified names of the linear layers inside the MLP / MoE block (experts, shared expert, gate)."""
+        prefix = f"{self.name}.{self.mlp_name}."
+        return [n for n in self.linear_modules if n.startswith(prefix)]
 
 
 @dataclass
@@ -269,6 +269,23 @@ def _num_fused_experts(experts: nn.Module) -> int:
     return shapes.pop()
 
 
+def _experts_transposed(experts: nn.Module, hidden_size: int) -> bool:
+    """Whether fused expert weights are stored (E, in, out) rather than (E, out, in).
+
+    transformers 5 marks this on experts built with ``use_experts_implementation``; otherwise
+    (e.g. Llama 4) it is read off the shapes: hidden is the input of up/gate and the output of down.
+    """
+    flag = getattr(experts, "is_transposed", None)
+    if isinstance(flag, bool):
+        return flag
+    for name, weight in _fused_weights(experts).items():
+        rows_hidden, cols_hidden = weight.shape[1] == hidden_size, weight.shape[2] == hidden_size
+        if rows_hidden == cols_hidden:
+            continue  # square per-expert matrix: ambiguous
+        return cols_hidden if "down" in name else rows_hidden
+    return False
+
+
 def _router_of(mlp: nn.Module, num_experts: int, hidden_size: int) -> nn.Module | None:
     """The MoE gate: a child named gate/router whose weight is (num_experts, hidden)."""
     for name in _ROUTER_NAMES:
@@ -330,6 +347,8 @@ def _inspect_block(
         index=index,
         name=name,
         block=block,
+        attention_name=attention[0],
+        mlp_name=mlp[0],
         attention=attention[1],
         mlp=mlp[1],
         device=_block_device(model, name, block),
@@ -340,7 +359,7 @@ def _inspect_block(
         anatomy.experts, anatomy.expert_modules, anatomy.fused_experts = experts
         if anatomy.fused_experts:
             anatomy.num_experts = _num_fused_experts(anatomy.experts)
-            anatomy.experts_transposed = bool(getattr(anatomy.experts, "is_transposed", False))
+            anatomy.experts_transposed = _experts_transposed(anatomy.experts, hidden_size)
             prefix = f"{name}.{mlp[0]}.{_named_child(mlp_module, _EXPERTS_NAMES)[0]}"
             anatomy.fused_expert_weights = {
                 f"{prefix}.{pname}": tuple(p.shape) for pname, p in _fused_weights(anatomy.experts).items()
