@@ -51,6 +51,7 @@ setup(
         "scikit-learn>=1.4",  # t-SNE projection option
         "rich>=13",  # progress display
         "httpx>=0.27",  # OpenAI-compatible backend (async, timeouts, retries)
+        "jinja2>=3.1",  # report.html template with autoescaping of model text
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "hypothesis>=6"],

@@ -201,3 +201,35 @@ def test_wandb_two_runs_in_one_process_group(clean_env, tmp_path):
         logger.log_results(results, run)
         logger.finish()
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2
+
+
+def test_multirun_cli_groups_wandb_runs_and_compare_reads_the_sweep(tmp_path):
+    """`deepsight -m ... logger=wandb` offline: one W&B run per model, one group; deepsight-compare on the sweep."""
+    pytest.importorskip("wandb")
+    import os
+    import subprocess
+    import sys
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_MODE="offline", DEEPSIGHT_OUTPUT_DIR=str(tmp_path / "out"))
+    proc = subprocess.run([sys.executable, "-m", "deepsight", "-m", "audit=none", "logger=wandb", "model.name=a,b",
+                           "hydra.sweep.dir=sweep/2026-11-28/10-00-00"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wandb sync" in proc.stderr + proc.stdout
+    groups, names = set(), []
+    for job in ("0_a", "1_b"):
+        logs = list((tmp_path / "sweep" / "2026-11-28" / "10-00-00" / job / "wandb").glob("offline-run-*/run-*.wandb"))
+        assert len(logs) == 1, job
+        run_rec = next(r.run for r in map(pb.Record.FromString, _wandb_records(logs[0]))
+                       if r.WhichOneof("record_type") == "run")
+        groups.add(run_rec.run_group)
+        names.append(run_rec.display_name)
+    assert groups == {"2026-11-28_10-00-00"} and names == ["0_a", "1_b"]
+    from deepsight.report.compare import main
+
+    assert main([str(tmp_path / "sweep"), "-o", str(tmp_path / "lb")]) == 0
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "| a | none | completed | 0 |" in md and "| b | none | completed | 0 |" in md

@@ -175,10 +175,10 @@ class WandbLogger:
         self.run.log(data)
 
     def finish(self) -> None:
-        where = self.run.dir if self.mode == "offline" else getattr(self.run, "url", "")
+        where = Path(self.run.dir).parent  # <dir>/wandb/offline-run-<time>-<id>/files -> the offline run
         self.run.finish()
         # finish() returns before the offline transaction log is on disk; teardown waits for the
         # W&B service to flush and stop (the next run of a multirun starts a fresh one).
         self.wandb.teardown()
         if self.mode == "offline":
-            log.info("W&B run logged offline in %s; upload with `wandb sync %s`", where, Path(where).parent)
+            log.info("W&B run logged offline; upload with `wandb sync %s`", where)
