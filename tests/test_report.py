@@ -110,6 +110,15 @@ def test_report_md_contents(run):
     for scan in ("xboundary", "tellme", "spin", "mi_peaks"):
         for rel in results["scans"][scan]["figures"]:
             assert f"(<{rel}>)" in md and (run / rel).is_file()
+    # per-layer details and breakdowns as tables
+    assert "Details `per_layer`:" in md
+    for layer, v in results["scans"]["xboundary"]["details"]["per_layer"].items():
+        assert f"| {layer} | {v['separation_score']:.4g} |" in md
+    assert "Details `layers`:" in md and "| layer | coupled | candidate_dataset1 |" in md
+    for row in results["scans"]["spin"]["details"]["layers"]:
+        assert f"| {row['layer']} | {row['coupled']} | 7 | 8 | 1000 |" in md
+    safe = results["evals"]["xstest"]["breakdowns"]["label"]["safe"]["refusal_rate"]
+    assert f"| label | safe | refusal_rate | {100 * safe['value']:.1f}% |" in md
     # worst examples: 10 of 12, long text truncated
     assert "### xstest (10 of 12 shown" in md
     ex_lines = [line for line in md.splitlines() if line.startswith("| x") and "full_compliance" in line]

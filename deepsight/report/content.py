@@ -88,6 +88,63 @@ def example_tables(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+MAX_DETAIL_ROWS = 200  # rows of one per-layer / breakdown table
+
+
+def _is_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _rows_table(rows: list[tuple[str, dict[str, Any]]], first: str) -> dict[str, Any] | None:
+    """[(row name, {column: scalar})] -> {"columns", "rows"}; non-scalar cells are left out."""
+    columns: list[str] = []
+    for _, r in rows:
+        columns.extend(k for k, v in r.items() if _is_scalar(v) and k not in columns and k != first)
+    if not columns:
+        return None
+    body = [[name, *(fmt_value(r.get(c)) if c in r else "" for c in columns)] for name, r in rows[:MAX_DETAIL_ROWS]]
+    return {"columns": [first, *columns], "rows": body, "total": len(rows)}
+
+
+def detail_tables(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per scan, its per-layer details as tables: dicts of dicts (``per_layer``) and lists of dicts (``layers``)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for scan, res in ok_sections(results, "scans").items():
+        for key, value in (res.get("details") or {}).items():
+            if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+                table = _rows_table([(str(k), v) for k, v in value.items()], "key")
+            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                first = next((k for k in ("layer", "name", "module", "id") if k in value[0]), None)
+                table = _rows_table([(fmt_value(v.get(first, i)) if first else str(i), v)
+                                     for i, v in enumerate(value)], first or "#")
+            else:
+                continue
+            if table:
+                out.setdefault(scan, []).append({"name": key, **table})
+    return out
+
+
+def breakdown_tables(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per benchmark, its breakdowns ``{field: {value: {metric: rate}}}`` as one long table."""
+    from deepsight.report.metrics import EvalRow, flatten, is_rate_dict
+
+    out = {}
+    for bench, res in ok_sections(results, "evals").items():
+        rows = []
+        for field_name, groups in (res.get("breakdowns") or {}).items():
+            if not isinstance(groups, dict):
+                continue
+            for group, metrics in groups.items():
+                for metric, v in flatten(metrics if isinstance(metrics, dict) else {"value": metrics}).items():
+                    r = (EvalRow(bench, metric, v.get("value"), v.get("ci_low"), v.get("ci_high"), v.get("count"),
+                                 v.get("n")) if is_rate_dict(v) else EvalRow(bench, metric, v))
+                    rows.append([field_name, str(group), metric, r.value_text(), r.ci_text(), r.counts_text()])
+        if rows:
+            out[bench] = {"columns": ["field", "group", "metric", "value", "95% CI", "count/n"],
+                          "rows": rows[:MAX_DETAIL_ROWS], "total": len(rows)}
+    return out
+
+
 def timings(results: dict[str, Any]) -> list[tuple[str, str]]:
     items = (results.get("timings") or {}).items()
     return [(k, f"{fmt_value(v, 3)} s") for k, v in items]
@@ -117,6 +174,8 @@ def build_content(run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
                     if isinstance(r.get("unknown"), dict)},
         "scan_rows": scan_rows(results),
         "figures": scan_figures(run_dir, results),
+        "details": detail_tables(results),
+        "breakdowns": breakdown_tables(results),
         "examples": example_tables(results),
         "problems": stage_problems(results),
         "warnings": all_warnings(results),

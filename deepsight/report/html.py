@@ -62,5 +62,6 @@ def render_html(content: dict[str, Any]) -> str:
     unknown = {b: {"count": u.get("count"), "reasons": u.get("reasons") or {},
                    "examples": {k: str(v)[:150] for k, v in (u.get("reason_examples") or {}).items()}}
                for b, u in content["unknown"].items()}
-    c = dict(content, figures=figures, unknown=unknown)
+    sections = list(dict.fromkeys([*figures, *content["details"]]))
+    c = dict(content, figures=figures, unknown=unknown, scan_sections=sections)
     return env.get_template("report.html.j2").render(c=c, fmt_rate=fmt_rate, fmt_value=fmt_value, short=_short)

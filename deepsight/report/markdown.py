@@ -62,13 +62,21 @@ def render_markdown(c: dict[str, Any]) -> str:
                       [[r.scan, r.metric, fmt_value(r.value), r.definition or ""] for r in c["scan_rows"]])
     else:
         out += ["No diagnostic results.", ""]
-    for scan, figs in c["figures"].items():
+    for scan in dict.fromkeys([*c["figures"], *c["details"]]):
         out += [f"### {md_cell(scan)}", ""]
-        for f in figs:
+        for f in c["figures"].get(scan, []):
             if f["exists"]:
                 out += [f"![{md_cell(f['caption'])}](<{f['path']}>)", ""]
             else:
                 out += [f"(figure missing: `{md_cell(f['path'])}`)", ""]
+        for t in c["details"].get(scan, []):
+            more = f", first {len(t['rows'])} of {t['total']}" if t["total"] > len(t["rows"]) else ""
+            out += [f"Details `{md_cell(t['name'])}`{more}:", ""] + _table(t["columns"], t["rows"])
+    if c["breakdowns"]:
+        out += ["## Breakdowns", ""]
+        for bench, t in c["breakdowns"].items():
+            more = f" (first {len(t['rows'])} of {t['total']} rows)" if t["total"] > len(t["rows"]) else ""
+            out += [f"### {md_cell(bench)}{more}", ""] + _table(t["columns"], t["rows"])
     if c["examples"]:
         out += ["## Worst examples", ""]
         for bench, t in c["examples"].items():
