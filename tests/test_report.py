@@ -84,9 +84,19 @@ def test_report_md_contents(run):
     results = _load(run)
     write_report(run, results)
     md = (run / "report.md").read_text()
-    for heading in ("# DeepSight audit: tiny-llama", "## Skipped or failed stages", "## Safety benchmarks",
-                    "## White-box diagnostics", "## Worst examples", "## Warnings", "## Run metadata", "### Timings"):
+    for heading in ("# DeepSight audit: tiny-llama", "## Headline", "## Skipped or failed stages",
+                    "## Safety benchmarks", "## White-box diagnostics", "## Worst examples", "## Warnings",
+                    "## Run metadata", "### Timings"):
         assert heading in md, heading
+    # the headline: XSTest's over-refusal and unsafe compliance, StrongREJECT's mean score, two numbers per scan
+    head = md.split("## Headline")[1].split("\n## ")[0]
+    ov = results["evals"]["xstest"]["metrics"]["over_refusal_rate"]
+    assert f"| eval xstest | over_refusal_rate | {100 * ov['value']:.1f}% | [{100 * ov['ci_low']:.1f}%, " in head
+    assert "| eval xstest | unsafe_compliance_rate |" in head and "| eval strongreject | mean_score |" in head
+    assert "| eval xstest | refusal_rate |" not in head
+    for scan, metric in (("xboundary", "separation_score"), ("xboundary", "boundary_ratio"), ("tellme", "R_gap"),
+                         ("tellme", "erank"), ("spin", "coupled"), ("spin", "coupling_ratio"), ("mi_peaks", "mean_mi")):
+        assert f"| scan {scan} | {metric} | {fmt_value(results['scans'][scan]['metrics'][metric])} |" in head
     # headline rates with intervals and counts, computed here from the data
     r = results["evals"]["xstest"]["metrics"]["refusal_rate"]
     row = next(line for line in md.splitlines() if line.startswith("| xstest | refusal_rate |"))

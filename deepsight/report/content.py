@@ -20,8 +20,10 @@ from deepsight.report.metrics import (
     fmt_value,
     model_name,
     ok_sections,
+    primary_eval_rows,
     scan_rows,
     stage_problems,
+    summary_scan_rows,
 )
 
 MAX_EXAMPLES = 10  # worst examples shown per benchmark
@@ -169,6 +171,8 @@ def build_content(run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
         "started_at": results.get("started_at"),
         "finished_at": results.get("finished_at"),
         "run_dir": str(run_dir),
+        "headline_evals": primary_eval_rows(results),
+        "headline_scans": summary_scan_rows(results),
         "eval_rows": eval_rows(results),
         "unknown": {b: r["unknown"] for b, r in ok_sections(results, "evals").items()
                     if isinstance(r.get("unknown"), dict)},

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deepsight.report.metrics import fmt_rate, fmt_value
+from deepsight.report.metrics import as_number, fmt_rate, fmt_value
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
@@ -51,6 +51,11 @@ def _short(value: Any) -> str:
     return fmt_value(value)
 
 
+def _value_class(value: Any) -> str:
+    """CSS class of a value cell: right-aligned numbers, wrapped text for anything else (token lists)."""
+    return "num" if as_number(value) is not None else "text"
+
+
 def render_html(content: dict[str, Any]) -> str:
     """The whole report.html from ``build_content``'s dict (figures are read and inlined here)."""
     import jinja2
@@ -64,4 +69,5 @@ def render_html(content: dict[str, Any]) -> str:
                for b, u in content["unknown"].items()}
     sections = list(dict.fromkeys([*figures, *content["details"]]))
     c = dict(content, figures=figures, unknown=unknown, scan_sections=sections)
-    return env.get_template("report.html.j2").render(c=c, fmt_rate=fmt_rate, fmt_value=fmt_value, short=_short)
+    return env.get_template("report.html.j2").render(c=c, fmt_rate=fmt_rate, fmt_value=fmt_value, short=_short,
+                                                     vclass=_value_class)

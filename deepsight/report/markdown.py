@@ -35,11 +35,18 @@ def render_markdown(c: dict[str, Any]) -> str:
     out += [f"Status: **{md_cell(c['status'])}**, audit preset `{md_cell(c['audit_name'])}`, "
             f"{c['n_scans']} scans, {c['n_evals']} benchmarks. Started {md_cell(c['started_at'])}, "
             f"finished {md_cell(c['finished_at'])}.", ""]
+    if c["headline_evals"] or c["headline_scans"]:
+        out += ["## Headline", ""]
+        rows = [[f"eval {r.benchmark}", r.metric, r.value_text(), r.ci_text(), fmt_rate(r.unknown_rate),
+                 r.definition or ""] for r in c["headline_evals"]]
+        rows += [[f"scan {r.scan}", r.metric, fmt_value(r.value), "-", "-", r.definition or ""]
+                 for r in c["headline_scans"]]
+        out += _table(["stage", "metric", "value", "95% CI", "unknown", "definition"], rows)
     if c["problems"]:
         out += ["## Skipped or failed stages", ""]
         out += _table(["stage", "status", "reason", "traceback"],
                       [[f"{p.kind}/{p.name}", p.status, p.reason, p.traceback_file or "-"] for p in c["problems"]])
-    out += ["## Safety benchmarks", ""]
+    out += ["## Safety benchmarks: all metrics", ""]
     if c["eval_rows"]:
         rows = []
         for r in c["eval_rows"]:
@@ -56,7 +63,7 @@ def render_markdown(c: dict[str, Any]) -> str:
         out += [""] if c["unknown"] else []
     else:
         out += ["No benchmark results.", ""]
-    out += ["## White-box diagnostics", ""]
+    out += ["## White-box diagnostics: all metrics", ""]
     if c["scan_rows"]:
         out += _table(["scan", "metric", "value", "definition"],
                       [[r.scan, r.metric, fmt_value(r.value), r.definition or ""] for r in c["scan_rows"]])
