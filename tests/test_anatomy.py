@@ -573,6 +573,26 @@ def test_block_devices_under_dispatch_with_disk_offload(built):
     assert torch.equal(seen[1], hidden_states[2]) and torch.equal(hidden_states[2], reference[2])
 
 
+def test_block_devices_when_loaded_with_a_device_map(tmp_path):
+    """from_pretrained with a per-block device map (CPU + disk offload): every block reports where it runs."""
+    torch.manual_seed(0)
+    model = _build(ARCHS[0])
+    model.save_pretrained(tmp_path / "tiny")
+    ids = torch.randint(0, VOCAB, (1, 6))
+    with torch.no_grad():
+        reference = model(ids).logits
+    device_map = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk"}
+    device_map |= {"model.layers.2": "disk", "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "cpu"}
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path / "tiny", device_map=device_map, offload_folder=str(tmp_path / "offload")
+    ).eval()
+    assert [next(b.parameters()).device.type for b in loaded.model.layers] == ["cpu", "meta", "meta"]
+    anatomy = inspect_model(loaded)
+    assert anatomy.block_devices == [torch.device("cpu")] * LAYERS
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, reference)
+
+
 def test_block_devices_follow_weights(built):
     model = _build(ARCHS[0])
     model.model.layers[2].to("meta")  # as a half-materialised shard would look
@@ -582,16 +602,24 @@ def test_block_devices_follow_weights(built):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_block_devices_split_between_cuda_and_cpu():
+    """Weights placed per block report their device; accelerate's "cpu" entries are offload run on the GPU."""
     accelerate = pytest.importorskip("accelerate")
     model = _build(ARCHS[0])
     ids = torch.randint(0, VOCAB, (1, 6))
     with torch.no_grad():
         reference = model(ids, output_hidden_states=True).hidden_states
+
+    placed = _build(ARCHS[0]).to("cuda")
+    placed.model.layers[2].to("cpu")  # a hand-made split without hooks: the weights decide
+    cuda = torch.device("cuda", torch.cuda.current_device())
+    assert inspect_model(placed).block_devices == [cuda, cuda, torch.device("cpu")]
+
     device_map = {"model.embed_tokens": 0, "model.layers.0": 0, "model.layers.1": 0, "model.layers.2": "cpu"}
-    device_map |= {"model.norm": "cpu", "model.rotary_emb": 0, "lm_head": "cpu"}
+    device_map |= {"model.norm": 0, "model.rotary_emb": 0, "lm_head": 0}
     model = accelerate.dispatch_model(model, device_map=device_map)
+    assert next(model.model.layers[2].parameters()).device.type == "meta"  # CPU offload: weights stream in
     anatomy = inspect_model(model)
-    assert anatomy.block_devices == [torch.device("cuda", 0)] * 2 + [torch.device("cpu")]
+    assert anatomy.block_devices == [torch.device("cuda", 0)] * LAYERS
     seen = {}
     handles = [
         b.register_forward_hook(lambda _m, _a, out, l=l: seen.__setitem__(l, block_output_hidden(out)))
