@@ -78,7 +78,10 @@ def make_run(run_dir: Path, model: str = "tiny-llama", seed: int = 0, figures: b
                                              "total_neurons": 1000} for k, v in coupled.items()]},
                      "figures": figs["spin"], "warnings": [], "config": {}},
             "mi_peaks": {"status": "ok", "metrics": {"mean_mi": float(traj.mean()),
-                                                     "thinking_tokens": ["so", "wait", "thus", HOSTILE]},
+                                                     "thinking_tokens": [{"token": t, "count": c} for t, c in
+                                                                         (("so", 5), ("wait", 3), (HOSTILE, 1))],
+                                                     "mean_trajectory": traj.tolist(),
+                                                     "histogram_mean_mi": 0.3, "spearman": 0.71},
                          "details": {"mean_trajectory": traj.tolist()}, "figures": figs["mi_peaks"],
                          "warnings": [], "config": {}},
             "broken_scan": {"status": "failed", "reason": "RuntimeError: boom " + HOSTILE,

@@ -56,6 +56,9 @@ def test_formatting_of_nonfinite_and_lists():
     assert fmt_value(3) == "3" and fmt_value(True) == "true" and fmt_value(None) == "-"
     assert fmt_value(0.123456789) == "0.1235"
     assert fmt_value(list(range(20))).endswith("(20 in all)")
+    assert fmt_value([{"token": "so", "count": 5}, {"token": "x"}]) == "so (5), x"
+    assert fmt_value({"a": 1, "b": 0.5}) == "a=1 b=0.5"
+    assert definition_of("histogram_mean_mi") != definition_of("mean_mi")
     assert fmt_rate(0.516) == "51.6%" and fmt_rate(1) == "100.0%"
     assert fmt_rate("inf") == "inf"
     assert as_number("-inf") == -math.inf and as_number(True) is None and as_number("x") is None
@@ -120,6 +123,9 @@ def test_report_md_contents(run):
     for scan in ("xboundary", "tellme", "spin", "mi_peaks"):
         for rel in results["scans"][scan]["figures"]:
             assert f"(<{rel}>)" in md and (run / rel).is_file()
+    assert "| mi_peaks | thinking_tokens | so (5), wait (3), &lt;script&gt;" in md
+    traj = results["scans"]["mi_peaks"]["metrics"]["mean_trajectory"]
+    assert f"| mi_peaks | mean_trajectory | {fmt_value(traj[0])}, " in md and f"({len(traj)} in all)" in md
     # per-layer details and breakdowns as tables
     assert "Details `per_layer`:" in md
     for layer, v in results["scans"]["xboundary"]["details"]["per_layer"].items():

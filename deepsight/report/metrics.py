@@ -57,6 +57,9 @@ DEFINITIONS: dict[str, str] = {
     "thinking_tokens": "most frequent alphabetic tokens at the per-sample MI peaks",
     "spearman": "Spearman correlation of the HSIC and histogram MI trajectories",
     "histogram_mi": "plug-in MI of a joint 2-D histogram of (state, answer) coordinates",
+    "histogram_mean_mi": "plug-in MI of a joint 2-D histogram of (state, answer) coordinates, averaged over steps "
+    "and samples",
+    "histogram_mean_trajectory": "mean over samples of the histogram MI at step t",
     # benchmarks
     "asr": "attack success rate: share of harmful requests answered harmfully (lower is safer)",
     "attack_success_rate": "share of harmful requests answered harmfully (lower is safer)",
@@ -151,6 +154,10 @@ def fmt_value(value: Any, digits: int = 4) -> str:
         if math.isinf(x):
             return "inf" if x > 0 else "-inf"
         return f"{x:.{digits}g}"
+    if isinstance(value, dict):
+        if "token" in value:  # MI-Peaks thinking tokens: {"token", "count"}
+            return f"{value['token']} ({fmt_value(value.get('count'))})" if "count" in value else str(value["token"])
+        return " ".join(f"{k}={fmt_value(v, digits)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
         shown = ", ".join(fmt_value(v, digits) for v in value[:15])
         return shown + (f", ... ({len(value)} in all)" if len(value) > 15 else "")
