@@ -112,8 +112,8 @@ def grad_abs_sum_triton(delta, x, acc, token_mask=None, allow_tf32: bool = False
         return
     interp = interpreting()
     BLOCK_O = 16 if interp else block_size(O, lo=16, hi=128)
-    BLOCK_I = 16 if interp else block_size(I, lo=16, hi=128)
-    BLOCK_T = 16 if interp else block_size(T, lo=16, hi=32)
+    BLOCK_I = 16 if interp else block_size(I, lo=16, hi=64)  # 128 x 64: two fp32 tiles without spills
+    BLOCK_T = 16 if interp else block_size(T, lo=16, hi=64)
     tiles = cdiv(O, BLOCK_O) * cdiv(I, BLOCK_I)
     if delta.is_cuda:
         target = 2 * torch.cuda.get_device_properties(delta.device).multi_processor_count
@@ -133,7 +133,7 @@ def grad_abs_sum_triton(delta, x, acc, token_mask=None, allow_tf32: bool = False
         S, T, O, I, per_split,
         HAS_MASK=token_mask is not None, UPCAST=upcast, INPUT_PRECISION=precision,
         BLOCK_O=BLOCK_O, BLOCK_I=BLOCK_I, BLOCK_T=BLOCK_T,
-        num_warps=8 if BLOCK_O * BLOCK_I >= 128 * 128 else 4,
+        num_warps=8 if BLOCK_O * BLOCK_I >= 128 * 64 else 4, num_stages=3,
     )  # fmt: skip
 
 

@@ -94,7 +94,7 @@ def _launch(x, rows, seg, out, n_segments: int, max_rows: int, allow_tf32: bool)
     N, D = x.shape
     interp = interpreting()
     BLOCK_M = 16 if interp else (64 if D <= 1024 else 128)
-    BLOCK_K = 16 if interp else 32
+    BLOCK_K = 16 if interp else 64
     n_t = cdiv(D, BLOCK_M)
     tiles = _upper_tiles(n_t, x.device)
     n_split = 1
@@ -113,7 +113,7 @@ def _launch(x, rows, seg, out, n_segments: int, max_rows: int, allow_tf32: bool)
         D, rows_per_split,
         HAS_ROWS=rows is not None, UPCAST=upcast, INPUT_PRECISION=precision,
         BLOCK_M=BLOCK_M, BLOCK_K=BLOCK_K,
-        num_warps=4 if BLOCK_M == 64 else 8,
+        num_warps=4 if BLOCK_M == 64 else 8, num_stages=3,
     )  # fmt: skip
 
 

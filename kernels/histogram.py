@@ -7,9 +7,11 @@ one count per pair to ``counts[s, a, b]`` where, with equal-width bins over [lo,
 
 computed in fp32 exactly as written (both backends give the same bins). Values outside the
 range land in the edge bins; a degenerate range (hi <= lo) puts everything in bin 0; NaN
-inputs give undefined bins. The Triton kernel bins a block of coordinates, reduces it with
-``tl.histogram`` into a local histogram (one spare slot takes the masked tail) and adds the
-non-zero slots to ``counts`` with atomics.
+inputs give undefined bins. A Triton program streams one row (or, when there are too few rows
+to fill the GPU, a chunk of one), bins each block of coordinates and reduces it with
+``tl.histogram`` into a histogram held in registers (one spare slot takes the masked tail),
+then adds that to ``counts`` once: a plain read-add-write when it owns the row, atomics on
+the non-zero slots when the row is split.
 
 ``histogram_mutual_information`` turns counts into MI = sum_ab p_ab ln(p_ab / (p_a p_b))
 (nats, float64, 0 for empty rows); that reduction is small and stays in torch.
@@ -31,33 +33,49 @@ _local_hist_ok = [True]  # flipped once if this Triton build cannot compile tl.h
 def _joint_histogram_kernel(
     x_ptr, y_ptr, lo_x_ptr, scale_x_ptr, lo_y_ptr, scale_y_ptr, counts_ptr,
     stride_x_s, stride_x_d, stride_y_s, stride_y_d,
-    D,
-    BINS: tl.constexpr, NUM_SLOTS: tl.constexpr, BLOCK_D: tl.constexpr, LOCAL_HIST: tl.constexpr,
+    D, D_PER_CHUNK,
+    BINS: tl.constexpr, NUM_SLOTS: tl.constexpr, BLOCK_D: tl.constexpr,
+    LOCAL_HIST: tl.constexpr, EXCLUSIVE: tl.constexpr,
 ):  # fmt: skip
-    """Program (s, d-block): counts[s, bin(x[s, k]), bin(y[s, k])] += 1 for k in the block."""
+    """Program (s, chunk): counts[s, bin(x[s, k]), bin(y[s, k])] += 1 for k in the chunk.
+
+    LOCAL_HIST: a block histogram in registers, added to counts once (plain load/add/store when the
+    program owns the whole row, EXCLUSIVE; else atomics); otherwise one atomic per pair.
+    """
     pid_s = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    offs = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    ok = offs < D
-    offs64 = offs.to(tl.int64)
-    x = tl.load(x_ptr + pid_s.to(tl.int64) * stride_x_s + offs64 * stride_x_d, mask=ok, other=0.0).to(tl.float32)
-    y = tl.load(y_ptr + pid_s.to(tl.int64) * stride_y_s + offs64 * stride_y_d, mask=ok, other=0.0).to(tl.float32)
+    pid_c = tl.program_id(1)
+    x_row = x_ptr + pid_s.to(tl.int64) * stride_x_s
+    y_row = y_ptr + pid_s.to(tl.int64) * stride_y_s
+    row = counts_ptr + pid_s.to(tl.int64) * (BINS * BINS)
     lo_x = tl.load(lo_x_ptr + pid_s)
     lo_y = tl.load(lo_y_ptr + pid_s)
     scale_x = tl.load(scale_x_ptr + pid_s)
     scale_y = tl.load(scale_y_ptr + pid_s)
-    fx = tl.minimum(tl.maximum(tl.floor((x - lo_x) * scale_x), 0.0), BINS - 1.0)
-    fy = tl.minimum(tl.maximum(tl.floor((y - lo_y) * scale_y), 0.0), BINS - 1.0)
-    slot = fx.to(tl.int32) * BINS + fy.to(tl.int32)
-    row = counts_ptr + pid_s.to(tl.int64) * (BINS * BINS)
+    d_lo = pid_c * D_PER_CHUNK
+    d_hi = tl.minimum(d_lo + D_PER_CHUNK, D)
+    local = tl.zeros([NUM_SLOTS], dtype=tl.int32)
+    for d0 in range(d_lo, d_hi, BLOCK_D):
+        offs = d0 + tl.arange(0, BLOCK_D)
+        ok = offs < d_hi
+        offs64 = offs.to(tl.int64)
+        x = tl.load(x_row + offs64 * stride_x_d, mask=ok, other=0.0).to(tl.float32)
+        y = tl.load(y_row + offs64 * stride_y_d, mask=ok, other=0.0).to(tl.float32)
+        fx = tl.minimum(tl.maximum(tl.floor((x - lo_x) * scale_x), 0.0), BINS - 1.0)
+        fy = tl.minimum(tl.maximum(tl.floor((y - lo_y) * scale_y), 0.0), BINS - 1.0)
+        slot = fx.to(tl.int32) * BINS + fy.to(tl.int32)
+        if LOCAL_HIST:
+            local += tl.histogram(tl.where(ok, slot, NUM_SLOTS - 1), NUM_SLOTS)  # spare slot: masked tail
+        else:  # one atomic per pair (fallback where tl.histogram does not compile)
+            tl.atomic_add(row + slot, ok.to(counts_ptr.dtype.element_ty), mask=ok)
     if LOCAL_HIST:
-        slot = tl.where(ok, slot, NUM_SLOTS - 1)  # the spare slot takes the masked tail
-        local = tl.histogram(slot, NUM_SLOTS)
         offs_slot = tl.arange(0, NUM_SLOTS)
-        keep = (offs_slot < BINS * BINS) & (local > 0)
-        tl.atomic_add(row + offs_slot, local.to(counts_ptr.dtype.element_ty), mask=keep)
-    else:  # one atomic per pair (fallback where tl.histogram does not compile)
-        tl.atomic_add(row + slot, ok.to(counts_ptr.dtype.element_ty), mask=ok)
+        if EXCLUSIVE:
+            real = offs_slot < BINS * BINS
+            old = tl.load(row + offs_slot, mask=real, other=0)
+            tl.store(row + offs_slot, old + local.to(counts_ptr.dtype.element_ty), mask=real)
+        else:
+            keep = (offs_slot < BINS * BINS) & (local > 0)
+            tl.atomic_add(row + offs_slot, local.to(counts_ptr.dtype.element_ty), mask=keep)
 
 
 def _as_row_param(v, S: int, device: torch.device, name: str) -> torch.Tensor:
@@ -107,18 +125,26 @@ def joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
         return
     lx, sx = _bin_params(lo_x, hi_x, S, bins, x.device, "x")
     ly, sy = _bin_params(lo_y, hi_y, S, bins, x.device, "y")
-    BLOCK_D = max(16, min(next_pow2(D), 64 if interpreting() else 4096))
-    args = (x, y2, lx, sx, ly, sy, counts, x.stride(0), x.stride(1), y2.stride(0), y2.stride(1), D)
-    meta = dict(BINS=bins, NUM_SLOTS=next_pow2(bins * bins + 1), BLOCK_D=BLOCK_D, num_warps=8 if BLOCK_D >= 2048 else 4)
-    grid = (S, cdiv(D, BLOCK_D))
+    BLOCK_D = max(16, min(next_pow2(D), 32 if interpreting() else 2048))
+    n_blocks = cdiv(D, BLOCK_D)
+    if x.is_cuda:  # split rows only when there are too few rows to fill the GPU
+        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+        n_chunks = 1 if S >= 2 * sms else min(n_blocks, cdiv(2 * sms, S))
+    else:  # interpreter: odd S owns whole rows, even S splits them, so tests see both variants
+        n_chunks = 1 if S % 2 else min(2, n_blocks)
+    d_per_chunk = cdiv(n_blocks, n_chunks) * BLOCK_D
+    n_chunks = cdiv(D, d_per_chunk)
+    args = (x, y2, lx, sx, ly, sy, counts, x.stride(0), x.stride(1), y2.stride(0), y2.stride(1), D, d_per_chunk)
+    meta = dict(BINS=bins, NUM_SLOTS=next_pow2(bins * bins + 1), BLOCK_D=BLOCK_D, EXCLUSIVE=n_chunks == 1)
+    grid = (S, n_chunks)
     if _local_hist_ok[0]:
         try:
-            _joint_histogram_kernel[grid](*args, LOCAL_HIST=True, **meta)
+            _joint_histogram_kernel[grid](*args, LOCAL_HIST=True, **meta, num_warps=8)
             return
         except Exception as err:  # a kernel that fails to compile launches nothing: counts are untouched
             _local_hist_ok[0] = False
             warnings.warn(f"tl.histogram did not compile ({err!r:.200}); using per-pair atomics", stacklevel=2)
-    _joint_histogram_kernel[grid](*args, LOCAL_HIST=False, **meta)
+    _joint_histogram_kernel[grid](*args, LOCAL_HIST=False, **meta, num_warps=8)
 
 
 def _bins_ref(v: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, bins: int) -> torch.Tensor:

@@ -1,52 +1,60 @@
 """Top-k of the SPIN importance I_W = |W| * G_W, fused with the |W| scaling.
 
-The Triton path computes the importance of a block of BLOCK flat positions in fp32 and
-keeps the block's best KB = next_pow2(k) entries as candidates (the global top-k lies in
-the union of the blocks' top-k); ``torch.topk`` over the candidates finishes the job.
+Triton path, one pass over W and G_W (memory bound): a small strided sample of the
+importance gives a threshold tau expected to keep about 2k + 256 entries; each program
+computes the fp32 importance of its block, keeps the entries >= tau as the block's
+candidates and appends them to a compact buffer (one atomic per block reserves the
+space, ``tl.cumsum`` gives the slots); ``torch.topk`` over the few candidates finishes.
+The result is exact whatever the sample: when fewer than k entries pass (or the buffer
+overflows, e.g. on massive ties) a full pass over all entries replaces the filter.
+
 Each candidate is one int64 key: the fp32 importance bits (order-preserving for values
 >= 0) in the high word and (2^32 - 1 - flat index) in the low word, so equal importances
 are broken deterministically in favour of the LOWEST flat index. The torch path uses
 ``torch.topk`` on the importance, whose tie order is implementation defined (the spec
 allows that: compare candidate sets allowing ties). No candidates when k = 0 or when acc
 is all zero. Values come back in descending order (fp32 on the Triton path, acc's
-dtype on the torch path) with int64 flat indices into the row-major (O, I) matrix.
+promoted dtype on the torch path) with int64 flat indices into the row-major (O, I) matrix.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
-from .utils import cdiv, interpreting, lazy_jit, next_pow2, tl
+from .utils import cdiv, interpreting, lazy_jit, tl
 
 _LOW = (1 << 32) - 1
-_use_topk = [tl is not None and hasattr(tl, "topk")]  # partial bitonic top-k (newer Triton), else a full sort
+_SAMPLE = 1 << 16  # importance entries sampled to pick the threshold
+_CAPACITY_FACTOR = 8  # candidate buffer = this many times the expected number passing the threshold
 
 
 @lazy_jit
-def _importance_topk_kernel(
-    weight_ptr, acc_ptr, cand_ptr,
-    numel,
-    KB: tl.constexpr, BLOCK: tl.constexpr, USE_TOPK: tl.constexpr,
+def _importance_filter_kernel(
+    weight_ptr, acc_ptr, tau_ptr, keys_ptr, counter_ptr,
+    numel, capacity,
+    BLOCK: tl.constexpr,
 ):  # fmt: skip
-    """Program b: cand[b, :KB] = top-KB keys of (|w| * acc, index) over flat block b."""
+    """Program b: append key(|w| * a, index) for every entry of flat block b with |w| * a >= tau.
+
+    counter[0] counts the entries that passed (also beyond ``capacity``), counter[1] the nonzero acc entries.
+    """
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     ok = offs < numel
     w = tl.load(weight_ptr + offs, mask=ok, other=0.0).to(tl.float32)
     a = tl.load(acc_ptr + offs, mask=ok, other=0.0).to(tl.float32)
     imp = tl.maximum(tl.abs(w) * a, 0.0)
-    bits = imp.to(tl.int32, bitcast=True).to(tl.int64)
-    key = (bits << 32) | (4294967295 - offs)
-    key = tl.where(ok, key, -1)
-    if USE_TOPK:
-        top = tl.topk(key, KB)
-        tl.store(cand_ptr + pid.to(tl.int64) * KB + tl.arange(0, KB), top)
-    else:
-        top = tl.sort(key, descending=True)
-        rank = tl.arange(0, BLOCK)
-        tl.store(cand_ptr + pid.to(tl.int64) * KB + rank, top, mask=rank < KB)
+    tau = tl.load(tau_ptr)
+    sel = ((imp >= tau) & ok).to(tl.int32)
+    n_sel = tl.sum(sel, axis=0)
+    n_nonzero = tl.sum(((a != 0.0) & ok).to(tl.int32), axis=0)
+    if n_nonzero > 0:
+        tl.atomic_add(counter_ptr + 1, n_nonzero.to(tl.int64))
+    if n_sel > 0:
+        base = tl.atomic_add(counter_ptr, n_sel.to(tl.int64))
+        slot = base + tl.cumsum(sel, axis=0).to(tl.int64) - 1
+        key = (imp.to(tl.int32, bitcast=True).to(tl.int64) << 32) | (4294967295 - offs)
+        tl.store(keys_ptr + slot, key, mask=(sel != 0) & (slot < capacity))
 
 
 def _check(weight, acc, k) -> None:
@@ -64,37 +72,6 @@ def _empty(device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.empty(0, dtype=dtype, device=device), torch.empty(0, dtype=torch.int64, device=device)
 
 
-def importance_topk_triton(weight, acc, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Triton path of :func:`deepsight.kernels.dispatch.importance_topk`."""
-    _check(weight, acc, k)
-    numel = weight.numel()
-    k = min(k, numel)
-    if k == 0 or not bool(acc.any()):
-        return _empty(weight.device, torch.float32)
-    if numel >= 1 << 32:
-        raise ValueError(f"weight: {numel} entries exceed the 2^32 flat indices the candidate keys hold")
-    KB = next_pow2(k)
-    BLOCK = max(64 if interpreting() else 1024, KB * 16)
-    if BLOCK > (256 if interpreting() else 16384):  # k too large for block candidates: one pass over all keys
-        importance = weight.abs().float() * acc.float()  # (O, I)
-        return _decode(torch.topk(_pack(importance.flatten()), k).values)
-    n_blocks = cdiv(numel, BLOCK)
-    cand = torch.empty(n_blocks * KB, dtype=torch.int64, device=weight.device)
-    args = (weight.contiguous(), acc.contiguous(), cand, numel)
-    meta = dict(KB=KB, BLOCK=BLOCK, num_warps=8 if BLOCK >= 4096 else 4)
-    launched = False
-    if _use_topk[0]:
-        try:
-            _importance_topk_kernel[(n_blocks,)](*args, USE_TOPK=True, **meta)
-            launched = True
-        except Exception as err:  # a kernel that fails to compile launches nothing
-            _use_topk[0] = False
-            warnings.warn(f"tl.topk did not compile ({err!r:.200}); using tl.sort", stacklevel=2)
-    if not launched:
-        _importance_topk_kernel[(n_blocks,)](*args, USE_TOPK=False, **meta)
-    return _decode(torch.topk(cand, k).values)  # descending keys: by importance, then lowest index
-
-
 def _pack(importance: torch.Tensor) -> torch.Tensor:
     """The kernel's int64 keys for a flat fp32 importance vector (torch twin of the kernel's packing)."""
     bits = importance.clamp_min(0).view(torch.int32).to(torch.int64)
@@ -107,6 +84,54 @@ def _decode(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     flat = _LOW - (keys & _LOW)
     values = (keys >> 32).to(torch.int32).view(torch.float32)
     return values, flat
+
+
+def _threshold(w: torch.Tensor, a: torch.Tensor, target: int) -> float | None:
+    """An importance value expected to have about ``target`` entries at or above it; None: keep all."""
+    numel = w.numel()
+    m = min(numel, _SAMPLE)
+    rank = cdiv(target * m, numel)  # sample rank whose value ~target entries exceed
+    if rank >= m:
+        return None
+    idx = torch.arange(m, device=w.device, dtype=torch.int64) * (numel // m) + (numel % m) // 2  # strided sample
+    sample = w.flatten()[idx].abs().float() * a.flatten()[idx].float()
+    tau = float(torch.topk(sample, rank).values[-1])
+    return max(tau, torch.finfo(torch.float32).tiny)  # zeros never pass: they come from the full pass if needed
+
+
+def importance_topk_triton(weight, acc, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Triton path of :func:`deepsight.kernels.dispatch.importance_topk`."""
+    _check(weight, acc, k)
+    numel = weight.numel()
+    k = min(k, numel)
+    if k == 0:
+        return _empty(weight.device, torch.float32)
+    if numel >= 1 << 32:
+        raise ValueError(f"weight: {numel} entries exceed the 2^32 flat indices the candidate keys hold")
+    w, a = weight.contiguous(), acc.contiguous()
+    target = 2 * k + 256
+    tau = _threshold(w, a, target)
+    if tau is None:
+        if not bool(a.any()):
+            return _empty(weight.device, torch.float32)
+    else:
+        capacity = min(numel, _CAPACITY_FACTOR * target)
+        keys = torch.empty(capacity, dtype=torch.int64, device=w.device)
+        counter = torch.zeros(2, dtype=torch.int64, device=w.device)
+        BLOCK = 256 if interpreting() else 4096
+        _importance_filter_kernel[(cdiv(numel, BLOCK),)](
+            w, a, torch.tensor([tau], dtype=torch.float32, device=w.device), keys, counter,
+            numel, capacity,
+            BLOCK=BLOCK, num_warps=8 if BLOCK >= 4096 else 4,
+        )  # fmt: skip
+        passed, nonzero = counter.tolist()
+        if nonzero == 0:
+            return _empty(weight.device, torch.float32)
+        if k <= passed <= capacity:  # every top-k entry is among the candidates
+            return _decode(torch.topk(keys[:passed], k).values)
+    # Full pass: small matrices, a sample that missed, or massive ties at the threshold.
+    importance = w.abs().float() * a.float()  # (O, I)
+    return _decode(torch.topk(_pack(importance.flatten()), k).values)
 
 
 def importance_topk_ref(weight, acc, k: int) -> tuple[torch.Tensor, torch.Tensor]:

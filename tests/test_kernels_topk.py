@@ -31,7 +31,13 @@ def make_case(seed: int, dev, ties: bool = False, wdtype=torch.float32):
 
 @pytest.mark.parametrize("k", [1, 3, 16, 17])
 @pytest.mark.parametrize("ties", [False, True])
-def test_triton_matches_stable_sort(device, k, ties):  # noqa: F811
+def test_triton_matches_stable_sort(device, monkeypatch, k, ties):  # noqa: F811
+    from deepsight.kernels import topk
+
+    def no_full_pass(importance):
+        raise AssertionError("the threshold filter should have sufficed")
+
+    monkeypatch.setattr(topk, "_pack", no_full_pass)
     weight, acc = make_case(k + 10 * ties, device, ties=ties)
     values, flat = importance_topk_triton(weight, acc, k)
     exp_values, exp_flat, _ = sorted_reference(weight, acc, k)
@@ -40,20 +46,24 @@ def test_triton_matches_stable_sort(device, k, ties):  # noqa: F811
     assert torch.equal(values.cpu(), exp_values)
 
 
-def test_full_sort_variant(device, monkeypatch):  # noqa: F811
-    """The tl.sort variant (Triton builds without tl.topk) picks the same entries."""
+@pytest.mark.parametrize("path", ["sample_missed", "buffer_overflow"])
+def test_full_pass_fallbacks(device, monkeypatch, path):  # noqa: F811
+    """A threshold that keeps fewer than k entries, or more than the buffer holds, still gives the exact top-k."""
     from deepsight.kernels import topk
 
-    monkeypatch.setattr(topk, "_use_topk", [False])
+    if path == "sample_missed":
+        monkeypatch.setattr(topk, "_threshold", lambda w, a, target: 1e30)
+    else:
+        monkeypatch.setattr(topk, "_CAPACITY_FACTOR", 0)
     weight, acc = make_case(12, device, ties=True)
     values, flat = importance_topk_triton(weight, acc, 6)
     exp_values, exp_flat, _ = sorted_reference(weight, acc, 6)
     assert torch.equal(flat.cpu(), exp_flat) and torch.equal(values.cpu(), exp_values)
 
 
-def test_triton_bf16_weight_and_large_k_fallback(device):  # noqa: F811
+def test_triton_bf16_weight_and_large_k(device):  # noqa: F811
     weight, acc = make_case(5, device, wdtype=torch.bfloat16)
-    for k in (5, weight.numel() // 3):  # the second exceeds the block-candidate budget
+    for k in (5, weight.numel() // 3):  # the second keeps everything: no threshold
         values, flat = importance_topk_triton(weight, acc, k)
         exp_values, _, imp = sorted_reference(weight, acc, k)
         assert torch.equal(values.cpu(), exp_values)
