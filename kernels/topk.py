@@ -86,17 +86,18 @@ def _decode(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return values, flat
 
 
-def _threshold(w: torch.Tensor, a: torch.Tensor, target: int) -> float | None:
-    """An importance value expected to have about ``target`` entries at or above it; None: keep all."""
+def _threshold(w: torch.Tensor, a: torch.Tensor, target: int) -> torch.Tensor | None:
+    """(1,) fp32 importance expected to have about ``target`` entries at or above it (stays on the device,
+    no sync); None when the sample says to keep everything."""
     numel = w.numel()
     m = min(numel, _SAMPLE)
     rank = cdiv(target * m, numel)  # sample rank whose value ~target entries exceed
     if rank >= m:
         return None
     idx = torch.arange(m, device=w.device, dtype=torch.int64) * (numel // m) + (numel % m) // 2  # strided sample
-    sample = w.flatten()[idx].abs().float() * a.flatten()[idx].float()
-    tau = float(torch.topk(sample, rank).values[-1])
-    return max(tau, torch.finfo(torch.float32).tiny)  # zeros never pass: they come from the full pass if needed
+    sample = w.flatten()[idx].abs().float() * a.flatten()[idx].float()  # (m,)
+    tau = torch.topk(sample, rank).values[-1:]  # (1,)
+    return tau.clamp_min(torch.finfo(torch.float32).tiny)  # zeros never pass: the full pass covers k > #nonzero
 
 
 def importance_topk_triton(weight, acc, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +121,7 @@ def importance_topk_triton(weight, acc, k: int) -> tuple[torch.Tensor, torch.Ten
         counter = torch.zeros(2, dtype=torch.int64, device=w.device)
         BLOCK = 256 if interpreting() else 4096
         _importance_filter_kernel[(cdiv(numel, BLOCK),)](
-            w, a, torch.tensor([tau], dtype=torch.float32, device=w.device), keys, counter,
+            w, a, tau, keys, counter,
             numel, capacity,
             BLOCK=BLOCK, num_warps=8 if BLOCK >= 4096 else 4,
         )  # fmt: skip

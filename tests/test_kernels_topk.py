@@ -52,7 +52,7 @@ def test_full_pass_fallbacks(device, monkeypatch, path):  # noqa: F811
     from deepsight.kernels import topk
 
     if path == "sample_missed":
-        monkeypatch.setattr(topk, "_threshold", lambda w, a, target: 1e30)
+        monkeypatch.setattr(topk, "_threshold", lambda w, a, target: torch.full((1,), 1e30, device=w.device))
     else:
         monkeypatch.setattr(topk, "_CAPACITY_FACTOR", 0)
     weight, acc = make_case(12, device, ties=True)
