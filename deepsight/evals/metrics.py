@@ -30,7 +30,9 @@ def wilson_interval(count: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo = 0.0 if count == 0 else max(0.0, centre - half)  # exact ends: rounding leaves ~1e-17 otherwise
+    hi = 1.0 if count == n else min(1.0, centre + half)
+    return lo, hi
 
 
 def rate(count: int, n: int) -> dict[str, Any]:
