@@ -35,12 +35,16 @@ def accuracy(results: list[ItemResult], judge: str) -> dict[str, dict]:
     }
 
 
+def _key(value: Any) -> str:
+    return "(none)" if value in (None, "") else str(value)
+
+
 def by_meta(results: list[ItemResult], fields: list[str], metrics) -> dict[str, dict]:
     """Breakdowns of ``metrics(results)`` by each meta field that the items have."""
     out = {}
     for f in fields:
         if any(f in r.item.meta and r.item.meta[f] not in (None, "") for r in results):
-            out[f] = breakdown(results, lambda r, f=f: r.item.meta.get(f) or "(none)", metrics)
+            out[f] = breakdown(results, lambda r, f=f: _key(r.item.meta.get(f)), metrics)
     return out
 
 
