@@ -45,7 +45,8 @@ def option_logprobs(model, tokenizer, prompt: str, options: list[str]) -> list[f
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)  # (O, T)
     mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)  # (O, T)
-    logits = model(input_ids=ids, attention_mask=mask).logits.float()  # (O, T, V)
+    logits = model(input_ids=ids, attention_mask=mask).logits  # (O, T, V)
+    logits = logits if logits.dtype == torch.float64 else logits.float()
     logp = torch.log_softmax(logits[:, :-1], dim=-1)  # (O, T-1, V): position t predicts token t+1
     tok_lp = logp.gather(-1, ids[:, 1:, None])[..., 0]  # (O, T-1)
     out = []
