@@ -7,6 +7,7 @@ transformers lacks are skipped by name.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import types
 from dataclasses import dataclass, field
@@ -282,6 +283,15 @@ def built() -> dict[str, nn.Module]:
     return {}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared CPU the extra thread costs 2x wall time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _model(arch: Arch, built: dict[str, nn.Module]) -> nn.Module:
     if arch.model_type not in built:
         torch.manual_seed(0)
@@ -307,6 +317,10 @@ def test_structure(arch: Arch, built):
     assert anatomy.block_devices == [torch.device("cpu")] * LAYERS
 
     assert anatomy.is_moe == bool(arch.moe_layers)
+    summary = anatomy.describe()
+    assert json.loads(json.dumps(summary)) == summary
+    assert summary["num_layers"] == LAYERS and summary["moe_layers"] == list(arch.moe_layers)
+    assert summary["block_devices"] == ["cpu"] * LAYERS and summary["fused_experts"] == bool(arch.moe_layers)
     assert anatomy.moe_layer_indices == list(arch.moe_layers)
     assert anatomy.num_experts == (EXPERTS if arch.moe_layers else 0)
     assert anatomy.num_experts_per_tok == (arch.top_k if arch.moe_layers else 0)
@@ -414,6 +428,40 @@ def test_every_listed_family_is_known_to_transformers():
     missing = [a.model_type for a in ARCHS if a.model_type not in CONFIG_MAPPING_NAMES]
     # GPT-OSS is the only optional one (added in transformers 4.55); the rest predate the supported range.
     assert set(missing) <= {"gpt_oss"}, f"missing architectures: {missing}"
+
+
+def test_multimodal_wrapper_finds_the_text_decoder():
+    """Gemma 3 with its vision tower (as 4B+ checkpoints ship): the vision encoder's layer list is never taken."""
+    config = transformers.Gemma3Config(
+        text_config=dict(_BASE, head_dim=8, vocab_size=300, sliding_window=16, query_pre_attn_scalar=8),
+        vision_config=dict(
+            hidden_size=16,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=2,
+            intermediate_size=24,
+            image_size=28,
+            patch_size=14,
+        ),
+        mm_tokens_per_image=4,
+        image_token_index=299,
+        boi_token_index=297,
+        eoi_token_index=298,
+    )
+    model = transformers.AutoModelForImageTextToText.from_config(config).eval()
+    anatomy = inspect_model(model)
+    assert anatomy.architecture == "gemma3" and anatomy.blocks_name == "model.language_model.layers"
+    assert anatomy.num_layers == LAYERS and anatomy.hidden_size == HIDDEN and anatomy.vocab_size == 300
+    assert anatomy.final_norm is model.model.language_model.norm and anatomy.lm_head is model.lm_head
+    seen = {}
+    handles = [
+        b.register_forward_hook(lambda _m, _a, out, l=l: seen.__setitem__(l, block_output_hidden(out)))
+        for l, b in enumerate(anatomy.blocks)
+    ]
+    with torch.no_grad():
+        hidden_states = model(input_ids=torch.randint(0, 290, (2, 7)), output_hidden_states=True).hidden_states
+    for h in handles:
+        h.remove()
+    assert all(torch.equal(seen[l], hidden_states[l + 1]) for l in range(LAYERS - 1))
 
 
 # ---------------------------------------------------------------- layer indices

@@ -121,7 +121,7 @@ class BlockAnatomy:
 class ModelAnatomy:
     """The parts of a decoder-only language model that diagnostics hook."""
 
-    architecture: str  # config.model_type
+    architecture: str  # config.model_type of the whole model ("gemma3" for Gemma 3 with its vision tower)
     model_class: str
     decoder: nn.Module  # the module that holds the block list (e.g. model.model)
     decoder_name: str  # its qualified name ("model", "transformer", "gpt_neox", ...)
@@ -179,6 +179,25 @@ class ModelAnatomy:
     def block_to_hidden_states_index(self, l: int) -> int:
         """Index into ``hidden_states`` of block l's output (negative l allowed)."""
         return self.layer_index(l) + 1
+
+    def describe(self) -> dict:
+        """A JSON-ready summary for results.json and reports (no modules, devices as strings)."""
+        moe = [layer for layer in self.layers if layer.is_moe]
+        return {
+            "architecture": self.architecture,
+            "model_class": self.model_class,
+            "blocks": self.blocks_name,
+            "num_layers": self.num_layers,
+            "hidden_size": self.hidden_size,
+            "vocab_size": self.vocab_size,
+            "is_moe": self.is_moe,
+            "moe_layers": self.moe_layer_indices,
+            "num_experts": self.num_experts,
+            "num_experts_per_tok": self.num_experts_per_tok,
+            "fused_experts": bool(moe) and all(layer.fused_experts for layer in moe),
+            "attention_kinds": sorted({layer.attention_name for layer in self.layers}),
+            "block_devices": [str(d) for d in self.block_devices],
+        }
 
     def linear_modules(self, layers: list[int] | None = None) -> dict[str, nn.Module]:
         """All linear layers of the chosen blocks (default all), by qualified name, in block order."""
@@ -421,7 +440,7 @@ def inspect_model(model: nn.Module) -> ModelAnatomy:
         _inspect_block(model, i, f"{blocks_name}.{i}", block, hidden_size, config) for i, block in enumerate(block_list)
     ]
     return ModelAnatomy(
-        architecture=str(getattr(config, "model_type", "") or type(model).__name__),
+        architecture=str(getattr(model.config, "model_type", "") or type(model).__name__),
         model_class=type(model).__name__,
         decoder=decoder,
         decoder_name=decoder_name,
