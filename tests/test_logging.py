@@ -233,3 +233,28 @@ def test_multirun_cli_groups_wandb_runs_and_compare_reads_the_sweep(tmp_path):
     assert main([str(tmp_path / "sweep"), "-o", str(tmp_path / "lb")]) == 0
     md = (tmp_path / "lb" / "leaderboard.md").read_text()
     assert "| a | none | completed | 0 |" in md and "| b | none | completed | 0 |" in md
+
+
+def test_wandb_failures_never_fail_the_run(clean_env, tmp_path, monkeypatch, caplog):
+    wandb = pytest.importorskip("wandb")
+
+    def broken_init(**kwargs):
+        raise RuntimeError("no disk")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    logger = build_logger(LoggerConfig(name="wandb", mode="offline"), {}, tmp_path)
+    assert isinstance(logger, LocalLogger)
+    assert "W&B logger unavailable (RuntimeError: no disk)" in caplog.text
+    monkeypatch.undo()
+
+    clean_env.setenv("WANDB_MODE", "offline")
+    clean_env.setenv("WANDB_DIR", str(tmp_path))
+    logger = build_logger(LoggerConfig(name="wandb"), {}, tmp_path)
+
+    def broken_log(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(logger.run, "log", broken_log)
+    logger.log_results(make_run(tmp_path / "run", figures=False), tmp_path / "run")
+    logger.finish()
+    assert "W&B logging failed" in caplog.text

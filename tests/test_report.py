@@ -188,9 +188,12 @@ def test_report_of_failed_run_with_nonfinite_strings(tmp_path):
         "schema_version": 1, "status": "failed", "versions": {}, "hardware": {}, "model": {}, "config": {},
         "timings": {"model_load": "nan"},
         "scans": {"xboundary": {"status": "skipped", "reason": "missing xboundary/harmbench_test.json"},
-                  "spin": {"status": "ok", "metrics": {"coupled": 0, "coupling_ratio": "nan", "inf_metric": "-inf"}},
+                  "spin": {"status": "ok", "metrics": {"coupled": 0, "coupling_ratio": "nan", "inf_metric": "-inf"},
+                           "figures": "figures/one.png", "details": [1, 2]},
                   "tellme": {"status": "failed", "reason": "ValueError: <bad> & worse"}},
         "evals": {"xstest": {"status": "failed", "reason": "CUDA OOM"},
+                  "odd": {"status": "ok", "metrics": 0.5, "unknown": "n/a", "examples": "none", "breakdowns": [1],
+                          "warnings": "one warning"},
                   "weird": {"status": "ok", "metrics": {"acc": {"value": "nan", "count": 0, "n": 0,
                                                                 "ci_low": "nan", "ci_high": "nan"}}}},
         "warnings": [],
@@ -202,8 +205,11 @@ def test_report_of_failed_run_with_nonfinite_strings(tmp_path):
     assert "Status: **failed**" in md and "DeepSight audit: unknown" in md
     assert "| spin | coupling_ratio | nan |" in md and "| spin | inf_metric | -inf |" in md
     assert "| weird | acc | nan | [nan, nan] | 0/0 |" in md
+    assert "| odd | value | 0.5 | - | - | - |" in md  # malformed result shapes are shown, never a crash
+    assert "- eval odd: one warning" in md
     assert "ValueError: &lt;bad&gt; &amp; worse" in md
     assert "| model_load | nan s |" in md
+    assert "(figure missing: `figures/one.png`)" in md
     page = (tmp_path / "report.html").read_text()
     assert "ValueError: &lt;bad&gt; &amp; worse" in page and "CUDA OOM" in page
 

@@ -141,10 +141,16 @@ class WandbLogger:
             self.run = wandb.init(mode="offline", **kwargs)
 
     def log_results(self, results: dict[str, Any], run_dir: str | Path) -> None:
-        from deepsight.report.metrics import flat_metrics, ok_sections, stage_problems
+        try:
+            self._log_results(results, Path(run_dir))
+        except Exception:  # results.json and the report are already on disk
+            log.exception("W&B logging failed; the run's results are in %s", run_dir)
+
+    def _log_results(self, results: dict[str, Any], run_dir: Path) -> None:
+        from deepsight.report.metrics import as_list, flat_metrics, ok_sections, stage_problems
         from deepsight.run.outputs import to_jsonable
 
-        wandb, run_dir = self.wandb, Path(run_dir)
+        wandb = self.wandb
         results = to_jsonable(results)
         self.run.config.update(scrub_secrets({"model_info": results.get("model") or {},
                                               "versions": results.get("versions") or {},
@@ -155,7 +161,7 @@ class WandbLogger:
                 data[f"time/{stage}"] = seconds
         self.run.summary.update({**data, "status": results.get("status", "unknown")})
         for scan, res in ok_sections(results, "scans").items():
-            for rel in res.get("figures") or []:
+            for rel in as_list(res.get("figures")):
                 file = run_dir / rel
                 if file.is_file():
                     data[f"figures/{scan}/{file.stem}"] = wandb.Image(str(file), caption=file.stem)

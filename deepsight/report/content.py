@@ -16,6 +16,7 @@ from typing import Any
 from deepsight.logging.scrub import scrub_secrets
 from deepsight.report.metrics import (
     all_warnings,
+    as_list,
     eval_rows,
     fmt_value,
     model_name,
@@ -65,7 +66,7 @@ def scan_figures(run_dir: Path, results: dict[str, Any]) -> dict[str, list[dict[
     out: dict[str, list[dict[str, Any]]] = {}
     for scan, res in ok_sections(results, "scans").items():
         figs = []
-        for rel in res.get("figures") or []:
+        for rel in as_list(res.get("figures")):
             file = Path(rel) if Path(rel).is_absolute() else run_dir / rel
             figs.append({"path": str(rel), "file": file, "caption": _caption(str(rel)), "exists": file.is_file()})
         if figs:
@@ -77,7 +78,8 @@ def example_tables(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per benchmark with examples: {"columns": [...], "rows": [[cell, ...]], "total": n}."""
     out = {}
     for bench, res in ok_sections(results, "evals").items():
-        examples = [e for e in res.get("examples") or [] if isinstance(e, dict)]
+        examples = res.get("examples")
+        examples = [e for e in examples if isinstance(e, dict)] if isinstance(examples, list) else []
         if not examples:
             continue
         keys: list[str] = []
@@ -112,7 +114,8 @@ def detail_tables(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Per scan, its per-layer details as tables: dicts of dicts (``per_layer``) and lists of dicts (``layers``)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for scan, res in ok_sections(results, "scans").items():
-        for key, value in (res.get("details") or {}).items():
+        details = res.get("details")
+        for key, value in (details if isinstance(details, dict) else {}).items():
             if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
                 table = _rows_table([(str(k), v) for k, v in value.items()], "key")
             elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
@@ -133,7 +136,8 @@ def breakdown_tables(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for bench, res in ok_sections(results, "evals").items():
         rows = []
-        for field_name, groups in (res.get("breakdowns") or {}).items():
+        breakdowns = res.get("breakdowns")
+        for field_name, groups in (breakdowns if isinstance(breakdowns, dict) else {}).items():
             if not isinstance(groups, dict):
                 continue
             for group, metrics in groups.items():

@@ -128,6 +128,13 @@ def definition_of(name: str) -> str | None:
     return None
 
 
+def as_list(value: Any) -> list[Any]:
+    """A list field of a result (figures, warnings): a single value becomes a one-item list, None an empty one."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def as_number(value: Any) -> float | None:
     """A float for numbers and the non-finite strings; None for anything else (bools included)."""
     if isinstance(value, bool):
@@ -176,8 +183,10 @@ def is_rate_dict(value: Any) -> bool:
     return isinstance(value, dict) and "value" in value and ("n" in value or "ci_low" in value)
 
 
-def flatten(metrics: dict[str, Any], prefix: str = "", max_depth: int = 3) -> dict[str, Any]:
-    """Nested metric dicts as ``a.b.c`` keys; rate dicts and lists stay whole."""
+def flatten(metrics: Any, prefix: str = "", max_depth: int = 3) -> dict[str, Any]:
+    """Nested metric dicts as ``a.b.c`` keys; rate dicts and lists stay whole (a non-dict is one ``value``)."""
+    if not isinstance(metrics, dict):
+        return {prefix or "value": metrics}
     out: dict[str, Any] = {}
     for key, value in metrics.items():
         name = f"{prefix}.{key}" if prefix else str(key)
@@ -247,7 +256,7 @@ def eval_rows(results: dict[str, Any]) -> list[EvalRow]:
     """One row per benchmark metric, with its interval, counts and the benchmark's unknown rate."""
     rows = []
     for bench, res in ok_sections(results, "evals").items():
-        unknown = (res.get("unknown") or {}).get("rate") if isinstance(res.get("unknown"), dict) else None
+        unknown = res["unknown"].get("rate") if isinstance(res.get("unknown"), dict) else None
         for metric, value in flatten(res.get("metrics") or {}).items():
             if is_rate_dict(value):
                 rows.append(EvalRow(bench, metric, value.get("value"), value.get("ci_low"), value.get("ci_high"),
@@ -318,11 +327,11 @@ def stage_problems(results: dict[str, Any]) -> list[StageProblem]:
 
 def all_warnings(results: dict[str, Any]) -> list[str]:
     """Run-level warnings, then each scan's and benchmark's, prefixed with its name."""
-    out = [str(w) for w in results.get("warnings") or []]
+    out = [str(w) for w in as_list(results.get("warnings"))]
     for section, kind in (("scans", "scan"), ("evals", "eval")):
         for name, res in (results.get(section) or {}).items():
             if isinstance(res, dict):
-                out.extend(f"{kind} {name}: {w}" for w in res.get("warnings") or [])
+                out.extend(f"{kind} {name}: {w}" for w in as_list(res.get("warnings")))
     return out
 
 
