@@ -94,7 +94,7 @@ DEFINITIONS: dict[str, str] = {
 
 # Per scan, the few metrics worth a line in the console summary (first that exist).
 SUMMARY_PICKS: dict[str, tuple[str, ...]] = {
-    "xboundary": ("separation_score", "boundary_ratio"),
+    "xboundary": ("separation_score", "scaled_separation", "boundary_ratio"),
     "tellme": ("R_gap", "erank"),
     "spin": ("coupled", "coupling_ratio", "coupled_ratio"),
     "mi_peaks": ("mean_mi", "thinking_tokens"),
@@ -288,7 +288,7 @@ def primary_eval_rows(results: dict[str, Any]) -> list[EvalRow]:
     return picked
 
 
-def summary_scan_rows(results: dict[str, Any], per_scan: int = 2) -> list[ScanRow]:
+def summary_scan_rows(results: dict[str, Any], per_scan: int = 3) -> list[ScanRow]:
     """A few metrics per scan: the SUMMARY_PICKS present, else the first scalar ones."""
     by_scan: dict[str, list[ScanRow]] = {}
     for row in scan_rows(results):
