@@ -57,6 +57,22 @@ def clean_env(monkeypatch, tmp_path):
     return monkeypatch
 
 
+def test_generation_rows_join_generations_and_verdicts():
+    from deepsight.logging.wandb_logger import generation_rows
+
+    recs = [{"kind": "generation", "id": 1, "messages": [{"role": "system", "content": "s"},
+                                                         {"role": "user", "content": "q1"}], "text": "old"},
+            {"kind": "verdict", "id": 1, "judge": "harmbench", "verdict": {"label": "unsafe"}},
+            {"kind": "generation", "id": 1, "messages": [{"role": "user", "content": "q1"}], "text": "new"},
+            {"kind": "verdict", "id": 1, "judge": "refusal", "verdict": {"label": "refusal"}},
+            {"kind": "generation", "id": 2, "messages": "raw prompt", "text": "a2"}]
+    rows = generation_rows(recs)
+    assert [(r["id"], r["prompt"], r["response"]) for r in rows] == [("1", "q1", "new"), ("2", "raw prompt", "a2")]
+    assert rows[0]["verdict/harmbench"] == "unsafe" and rows[0]["verdict/refusal"] == "refusal"
+    assert "verdict/refusal" not in rows[1]
+    assert generation_rows([{"a": 1}, {"a": 2}], limit=1) == [{"a": 1}]  # other files as they are
+
+
 def test_mode_auto(clean_env, tmp_path):
     from deepsight.logging.wandb_logger import resolve_mode
 
@@ -132,8 +148,14 @@ def test_wandb_offline_run_files(clean_env, tmp_path):
     run = tmp_path / "run"
     results = make_run(run, model="tiny-llama")
     (run / "generations").mkdir()
-    gens = [{"id": f"g{i}", "prompt": f"p{i}", "response": "r" * i, "verdict": "refusal"} for i in range(7)]
-    (run / "generations" / "xstest.jsonl").write_text("".join(json.dumps(g) + "\n" for g in gens) + '{"half')
+    gens = [{"kind": "generation", "key": f"k{i}", "benchmark": "xstest", "id": f"g{i}",
+             "messages": [{"role": "user", "content": f"p{i}"}], "system_prompt": None, "text": "r" * i,
+             "prompt_tokens": 3, "completion_tokens": i, "finish_reason": "stop"} for i in range(7)]
+    verdicts = [{"kind": "verdict", "key": f"v{i}", "benchmark": "xstest", "id": f"g{i}", "judge": "refusal",
+                 "verdict": {"label": "refusal" if i % 2 else "unknown", "score": None, "fields": {},
+                             "reason": None if i % 2 else "unparseable", "raw": None}} for i in range(7)]
+    lines = [json.dumps(r) + "\n" for pair in zip(gens, verdicts) for r in pair]
+    (run / "generations" / "xstest.jsonl").write_text("".join(lines) + '{"half')
 
     cfg = LoggerConfig(name="wandb", project="ds-test", group="grp", tags=["ci"])
     logger = build_logger(cfg, results["config"], run)
@@ -154,8 +176,10 @@ def test_wandb_offline_run_files(clean_env, tmp_path):
     tables = {p.relative_to(media / "table").as_posix().split("_0_")[0]: json.loads(p.read_text())
               for p in (media / "table").rglob("*.table.json")}
     assert set(tables) == {"examples/xstest", "generations/xstest", "stages"}
-    assert tables["generations/xstest"]["columns"] == ["id", "prompt", "response", "verdict"]
-    assert tables["generations/xstest"]["data"] == [[g["id"], g["prompt"], g["response"], g["verdict"]] for g in gens]
+    assert tables["generations/xstest"]["columns"] == ["id", "prompt", "response", "finish_reason",
+                                                        "completion_tokens", "verdict/refusal"]
+    assert tables["generations/xstest"]["data"] == [
+        [f"g{i}", f"p{i}", "r" * i, "stop", i, "refusal" if i % 2 else "unknown: unparseable"] for i in range(7)]
     ex = tables["examples/xstest"]
     assert len(ex["data"]) == 12 and "verdicts" in ex["columns"]
     assert {row[0] for row in tables["stages"]["data"]} == {"scan/broken_scan", "eval/harmbench"}

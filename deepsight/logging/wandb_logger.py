@@ -12,7 +12,8 @@ Logged: ``config`` (+ model info, versions, hardware), one step of metrics
 (``eval/<bench>/<metric>``, intervals, unknown rates, ``scan/<scan>/<metric>``,
 ``time/<stage>``) also in the run summary, each scan figure as an image
 (``figures/<scan>/<name>``), and tables: ``examples/<bench>`` (worst examples with
-verdicts), ``generations/<bench>`` (first rows of the generations file) and ``stages``.
+verdicts), ``generations/<bench>`` (the first generations with every judge's verdict)
+and ``stages`` (skipped and failed stages with reasons).
 """
 
 from __future__ import annotations
@@ -90,11 +91,11 @@ def _table(wandb, rows: list[dict[str, Any]]):
     return wandb.Table(columns=columns, data=data)
 
 
-def _read_jsonl(path: Path, limit: int) -> list[dict[str, Any]]:
-    rows = []
+def _read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     with open(path, encoding="utf-8") as f:
         for line in f:
-            if len(rows) >= limit:
+            if limit is not None and len(rows) >= limit:
                 break
             line = line.strip()
             if not line:
@@ -104,6 +105,42 @@ def _read_jsonl(path: Path, limit: int) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue  # a half-written last line of an interrupted run
             rows.append(obj if isinstance(obj, dict) else {"value": obj})
+    return rows
+
+
+def _prompt_text(messages: Any) -> str:
+    """The last user message of a chat (the prompt the model answered)."""
+    if isinstance(messages, list):
+        for m in reversed(messages):
+            if isinstance(m, dict) and m.get("role") == "user":
+                content = m.get("content")
+                return content if isinstance(content, str) else json.dumps(content, default=str)
+    return "" if messages is None else str(messages)
+
+
+def generation_rows(records: list[dict[str, Any]], limit: int = MAX_TABLE_ROWS) -> list[dict[str, Any]]:
+    """Rows of a generations file (the resume store: ``kind`` generation / verdict records) as one row per
+    item: id, prompt, response, finish reason, tokens and each judge's verdict (label, or unknown with its
+    reason). Files without ``kind`` records are returned as they are."""
+    if not any(r.get("kind") in ("generation", "verdict") for r in records):
+        return records[:limit]
+    gens: dict[str, dict[str, Any]] = {}
+    verdicts: dict[str, dict[str, str]] = {}
+    for r in records:  # later records of an id (a rerun with other settings) replace earlier ones
+        item = str(r.get("id"))
+        if r.get("kind") == "generation":
+            gens[item] = r
+        elif r.get("kind") == "verdict" and isinstance(r.get("verdict"), dict):
+            v = r["verdict"]
+            label = str(v.get("label"))
+            if label == "unknown" and v.get("reason"):
+                label = f"unknown: {v['reason']}"
+            verdicts.setdefault(item, {})[f"verdict/{r.get('judge')}"] = label
+    rows = []
+    for item, g in list(gens.items())[:limit]:
+        rows.append({"id": item, "prompt": _prompt_text(g.get("messages")), "response": g.get("text"),
+                     "finish_reason": g.get("finish_reason"), "completion_tokens": g.get("completion_tokens"),
+                     **verdicts.get(item, {})})
     return rows
 
 
@@ -171,7 +208,7 @@ class WandbLogger:
                 data[f"examples/{bench}"] = _table(wandb, examples)
             gen = res.get("generations_file")
             if gen and (run_dir / gen).is_file():
-                rows = _read_jsonl(run_dir / gen, MAX_TABLE_ROWS)
+                rows = generation_rows(_read_jsonl(run_dir / gen))
                 if rows:
                     data[f"generations/{bench}"] = _table(wandb, rows)
         problems = stage_problems(results)
