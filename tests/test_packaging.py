@@ -41,8 +41,24 @@ with torch.no_grad():
     again = loaded(ids).logits
 with torch.no_grad():
     generated = loaded.generate(ids, max_new_tokens=3, do_sample=False)
+# DeepSight's own loader and anatomy on the same folder (a word-level tokenizer saved beside the weights).
+from tokenizers import Tokenizer, models, pre_tokenizers
+vocab = {"<unk>": 0, "</s>": 1} | {f"w{i}": i for i in range(2, 61)}
+words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+fast = transformers.PreTrainedTokenizerFast(tokenizer_object=words, unk_token="<unk>", eos_token="</s>")
+fast.save_pretrained(sys.argv[1])
+from deepsight.config.schema import ModelConfig
+from deepsight.models.anatomy import inspect_model
+from deepsight.models.loading import load_model
+ours = load_model(ModelConfig(name="tiny", path=sys.argv[1], device="cpu", dtype="float32"))
+with torch.no_grad():
+    ours_logits = ours.model(ids).logits
+anatomy = inspect_model(ours.model)
 top = sys.modules.get("kernels")
 print(json.dumps({
+    "ours_same": bool(torch.equal(ours_logits, logits)), "ours_layers": anatomy.num_layers,
+    "ours_tokens": ours.tokenizer("w3 w7 w11", add_special_tokens=False).input_ids,
     "shape": list(logits.shape), "same": bool(torch.equal(logits, again)), "generated": list(generated.shape),
     "finite": bool(torch.isfinite(logits).all()),
     # If a probe imported our folder as top-level "kernels", it must be the empty, versionless package.
@@ -67,6 +83,7 @@ def test_transformers_unaffected_from_repo_root(tmp_path):
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["shape"] == [2, 5, 61] and report["finite"] and report["same"]
     assert report["generated"] == [2, 8]
+    assert report["ours_same"] and report["ours_layers"] == 2 and report["ours_tokens"] == [3, 7, 11]
     assert report["top_kernels_version"] is None and report["top_kernels_public"] == []
 
 
