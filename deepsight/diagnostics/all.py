@@ -1,1 +1,3 @@
 """Import every diagnostic so each registers itself."""
+import deepsight.diagnostics.mi_peaks  # noqa: F401
+import deepsight.diagnostics.spin  # noqa: F401
