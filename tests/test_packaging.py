@@ -98,14 +98,19 @@ def test_kernels_folder_has_no_top_level_exports():
 
 def test_deepsight_kernels_importable_elsewhere(tmp_path):
     code = (
-        "import importlib.util, json, deepsight.kernels as k; "
+        "import importlib, importlib.util, json, pkgutil, sys, deepsight.kernels as k; "
+        "ops = [m.name for m in pkgutil.iter_modules(k.__path__)]; "
+        "[importlib.import_module('deepsight.kernels.' + n) for n in ops]; "
         "spec = importlib.util.find_spec('kernels'); "
-        "print(json.dumps({'file': k.__file__, 'top': spec.origin if spec else None}))"
+        "print(json.dumps({'file': k.__file__, 'top': spec.origin if spec else None, 'ops': ops, "
+        "'top_imported': 'kernels' in sys.modules}))"
     )
     out = _python(code, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert Path(report["file"]).name == "__init__.py"
+    # Every kernel module imports as deepsight.kernels.<op>, none through a top-level "kernels".
+    assert "utils" in report["ops"] and not report["top_imported"]
     assert Path(report["file"]).parent.name == "kernels"  # editable: repo/kernels; wheel: deepsight/kernels
     # Outside the repository a top-level "kernels" is either absent or a real install, never our folder.
     if report["top"] is not None:
