@@ -10,7 +10,8 @@
 #
 # Environment: VLLM_VENV (default <repo>/.venv-vllm), VLLM_PORT (8765), VLLM_MODEL_DIR (default: the
 # safetensors directory of deepsight's default model, made on first use), VLLM_SERVED_NAME (smollm2),
-# VLLM_START_TIMEOUT seconds (600), VLLM_MAX_MODEL_LEN (2048), VLLM_DTYPE (float32), PYTHON (python3).
+# VLLM_START_TIMEOUT seconds (600), VLLM_MAX_MODEL_LEN (2048), VLLM_DTYPE (float32), VLLM_ENFORCE_EAGER (1),
+# PYTHON (python3).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +21,8 @@ SERVED_NAME="${VLLM_SERVED_NAME:-smollm2}"
 START_TIMEOUT="${VLLM_START_TIMEOUT:-600}"
 MAX_MODEL_LEN="${VLLM_MAX_MODEL_LEN:-2048}"
 DTYPE="${VLLM_DTYPE:-float32}"
+# 1 (default): --enforce-eager, no torch.compile warm-up (minutes on a 2-core CPU); 0: compiled, faster decoding.
+EAGER="${VLLM_ENFORCE_EAGER:-1}"
 PY="${PYTHON:-python3}"
 RUN_DIR="$VENV/run"
 PID_FILE="$RUN_DIR/server.pid"
@@ -92,6 +95,7 @@ start() {
       --served-model-name "$SERVED_NAME" \
       --dtype "$DTYPE" --max-model-len "$MAX_MODEL_LEN" \
       --max-num-seqs 16 \
+      $( [[ "$EAGER" == 1 ]] && echo --enforce-eager ) \
       >"$LOG_FILE" 2>&1 < /dev/null &
   echo $! >"$PID_FILE"
   while ! answers; do
