@@ -83,7 +83,7 @@ def test_openai_backend_against_vllm_server(vllm_url):
     # A request the server rejects is an error result, not an empty answer.
     bad = OpenAIServerGenerator(vllm_url, model="no-such-model", max_retries=0)
     (err,) = bad.generate(requests()[:1], SamplingParams(max_new_tokens=4))
-    assert err.failed and "404" in err.error or "400" in err.error
+    assert err.failed and ("404" in err.error or "400" in err.error), err.error
 
 
 def test_hf_and_vllm_server_greedy_agree(vllm_url, smollm2):

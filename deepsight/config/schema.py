@@ -125,6 +125,7 @@ class GenerationConfig:
     seed: int = 0
     system_prompt: str | None = None
     batch_size: int = 32  # hf: rows per batch (halved automatically on out-of-memory)
+    max_batch_tokens: int = 65536  # hf: rows x (longest prompt + max_new_tokens) per batch (KV cache budget)
     # openai backend
     base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
     api_key_env: str | None = None  # NAME of the environment variable holding the key

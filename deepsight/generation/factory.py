@@ -46,7 +46,7 @@ def build_generator(gen_cfg, model_cfg, loaded=None) -> Generator:
             loaded.model,
             loaded.tokenizer,
             batch_size=gen_cfg.batch_size,
-            max_batch_tokens=getattr(gen_cfg, "max_batch_tokens", 32768),
+            max_batch_tokens=gen_cfg.max_batch_tokens,
             system_prompt=gen_cfg.system_prompt,
         )
     if backend == "vllm":

@@ -39,9 +39,10 @@ def request_seed(seed: int, request_id: str) -> int:
 
 def eos_token_ids(model, tokenizer) -> set[int]:
     """Every id that ends a row: the tokenizer's EOS and the generation config's EOS id(s)."""
+    generation_config = getattr(model, "generation_config", None)
+    sources = [getattr(tokenizer, "eos_token_id", None), getattr(generation_config, "eos_token_id", None)]
     ids: set[int] = set()
-    for source in (getattr(tokenizer, "eos_token_id", None), getattr(model.generation_config, "eos_token_id", None)
-                   if getattr(model, "generation_config", None) is not None else None):
+    for source in sources:
         if isinstance(source, int):
             ids.add(source)
         elif isinstance(source, list | tuple):
@@ -63,7 +64,7 @@ class HFGenerator:
 
     name = "hf"
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 32, max_batch_tokens: int = 32768,
+    def __init__(self, model, tokenizer, *, batch_size: int = 32, max_batch_tokens: int = 65536,
                  system_prompt: str | None = None):
         if batch_size < 1:
             raise ValueError(f"generation.batch_size must be >= 1, got {batch_size}")
