@@ -93,8 +93,8 @@ class SPINConfig:
 
 @dataclass
 class MIPeaksConfig:
-    data_path: str = "mi_peaks/gsm8k/test.jsonl"
-    n_samples: int = 10
+    data_path: str = "mi_peaks/gsm8k/test.jsonl"  # JSONL: problem|question and solution|answer fields
+    n_samples: int = 10  # first n rows (reference default 10; the paper used 100)
     max_new_tokens: int = 512
     layer: int = -1  # block output
     sigma: float = 50.0
@@ -102,8 +102,8 @@ class MIPeaksConfig:
     top_k: int = 20
     n_thinking_tokens: int = 15
     alignment: str = "generated"  # generated (r_i with g_i, i>=1) | emitted (state i with the token emitted from it)
-    histogram_bins: int = 32
-    batch_size: int = 4
+    histogram_bins: int = 32  # equal-width bins per axis of the histogram MI estimator (per-step data ranges)
+    batch_size: int = 16  # prompts generated together (greedy, left padding, per-row EOS)
 
 
 @dataclass
