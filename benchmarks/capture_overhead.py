@@ -69,7 +69,7 @@ def make_batches(n: int, lo: int, hi: int, vocab: int, budget: int, device: torc
     return out, sum(lengths)
 
 
-def scan_setup(model, num_layers: int, stat_dtype: str):
+def scan_setup(model, num_layers: int, stat_dtype: str, backend: str = "auto"):
     xb = sorted({max(0, num_layers // 3 - 1), max(0, 2 * num_layers // 3 - 1)})  # hidden_states idx i = block i-1
     tellme = max(0, int(0.6666 * num_layers) - 1)
     cents: dict[int, ClassCentroids] = {}
@@ -77,12 +77,14 @@ def scan_setup(model, num_layers: int, stat_dtype: str):
 
     def sink_xb(ev):
         if ev.layer not in cents:
-            cents[ev.layer] = ClassCentroids(3, ev.hidden.shape[-1], dtype=stat_dtype, device=ev.device)
+            cents[ev.layer] = ClassCentroids(3, ev.hidden.shape[-1], dtype=stat_dtype, device=ev.device,
+                                            backend=backend)
         cents[ev.layer].update(ev.hidden, ev.take("labels"), mask=ev.mask, pooling="mean")
 
     def sink_tellme(ev):
         if ev.layer not in grams:
-            grams[ev.layer] = GramMatrix(ev.value.shape[-1], num_classes=2, dtype=stat_dtype, device=ev.device)
+            grams[ev.layer] = GramMatrix(ev.value.shape[-1], num_classes=2, dtype=stat_dtype, device=ev.device,
+                                        backend=backend)
         grams[ev.layer].update(ev.value, ev.take("labels").clamp_max(1))
 
     specs = [CaptureSpec("block_output", xb, "none", name="xboundary"),
@@ -113,6 +115,38 @@ def peak_extra(model, batches, specs, sinks, stop, device) -> tuple[float, float
     return peaks[0], peaks[1]
 
 
+def breakdown(model, anatomy, specs, sinks, stop, batches, device, repeats: int) -> None:
+    """Median ratio over the bare pass of: hooks with no-op sinks, each capture alone; then a CPU profile."""
+    import cProfile
+    import pstats
+
+    variants = {
+        "hooks, no-op sinks": ([CaptureSpec(s.site, s.layers, "none", name=s.name) for s in specs],
+                               {s.name: (lambda ev: None) for s in specs}),
+        "X-Boundary capture only": ([specs[0]], {specs[0].name: sinks[specs[0].name]}),
+        "TELLME capture only": ([specs[1]], {specs[1].name: sinks[specs[1].name]}),
+    }
+    def bare_capture():
+        return Capture(model, [], stop_after=stop, anatomy=anatomy)
+
+    for label, (sp, sk) in variants.items():
+        def make(sp=sp, sk=sk):
+            return Capture(model, sp, sk, anatomy=anatomy, stop_after=stop)
+
+        run_pass(make, batches, device)
+        b_t, v_t = [], []
+        for _ in range(repeats):  # interleaved with its own bare passes
+            b_t.append(run_pass(bare_capture, batches, device))
+            v_t.append(run_pass(make, batches, device))
+        b, t = statistics.median(b_t), statistics.median(v_t)
+        print(f"  {label:26s}: {t * 1e3:9.1f} ms vs bare {b * 1e3:9.1f} ms  ratio {t / b:.3f}x")
+    prof = cProfile.Profile()
+    prof.enable()
+    run_pass(lambda: Capture(model, specs, sinks, anatomy=anatomy), batches, device)
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", default=bool(os.environ.get("DEEPSIGHT_BENCH_QUICK")))
@@ -122,8 +156,10 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16")
     ap.add_argument("--stat-dtype", default="float32")
+    ap.add_argument("--stat-backend", default="auto", help="kernel backend of the statistics: auto | triton | torch")
     ap.add_argument("--random-weights", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--breakdown", action="store_true", help="also time hooks only / each capture alone + a profile")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -141,7 +177,7 @@ def main() -> None:
 
     anatomy = inspect_model(model)
     num_layers = anatomy.num_layers
-    specs, sinks, cents, grams, stop = scan_setup(model, num_layers, args.stat_dtype)
+    specs, sinks, cents, grams, stop = scan_setup(model, num_layers, args.stat_dtype, args.stat_backend)
     batches, tokens = make_batches(n, lo, hi, model.config.vocab_size, budget, device)
     dev_name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
     print(f"model: {name}, {num_layers} blocks, d={anatomy.hidden_size}, dtype={dtype}; device: {dev_name}")
@@ -165,6 +201,8 @@ def main() -> None:
     if not args.quick:
         full_t = run_pass(lambda: Capture(model, [], early_exit=False, anatomy=anatomy), batches, device)
     bare, capt = statistics.median(bare_t), statistics.median(cap_t)
+    if args.breakdown:
+        breakdown(model, anatomy, specs, sinks, stop, batches, device, repeats)
     print(f"bare truncated forward : {bare * 1e3:9.1f} ms  ({tokens / bare:,.0f} tokens/s)")
     print(f"capture + statistics   : {capt * 1e3:9.1f} ms")
     print(f"full forward (no exit) : {full_t * 1e3:9.1f} ms")

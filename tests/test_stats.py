@@ -81,6 +81,16 @@ def test_gram_against_float64():
         assert g.class_count(k) == float((labels == k).sum())
 
 
+@pytest.mark.parametrize("k", [3, 11])  # masked batched product / labelled kernel route
+def test_gram_class_routes(k):
+    x, labels = torch.randn(40, 7), torch.randint(0, k, (40,))
+    g = GramMatrix(7, num_classes=k).update(x[:25], labels[:25]).update(x[25:], labels[25:])
+    for j in range(k):
+        xj = x.double()[labels == j]
+        torch.testing.assert_close(g.class_gram(j), xj.T @ xj, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g.gram, x.double().T @ x.double(), rtol=1e-5, atol=1e-5)
+
+
 def test_gram_merge_unlabelled_and_degenerate():
     x = torch.randn(30, 4, dtype=torch.float16)
     whole = GramMatrix(4, dtype="float64").update(x)

@@ -16,6 +16,9 @@ from deepsight.kernels import dispatch
 from deepsight.stats._base import Statistic, resolve_stat_dtype
 from deepsight.stats.centroids import as_labels
 
+_MASKED_MAX_CLASSES = 8  # up to this many classes, class Grams come from one masked batched product
+_SMALL_ROWS = 1024  # up to this many rows per update, backend "auto" takes the plain-torch Gram product
+
 
 class GramMatrix(Statistic):
     """Running X^T X over rows of X (and per class when ``num_classes`` is given), plus row sums and counts."""
@@ -47,11 +50,30 @@ class GramMatrix(Statistic):
         if n == 0:
             return self
         lab = as_labels(0 if labels is None else labels, n, self.class_counts.shape[0], self.device)
-        class_grams = getattr(self, "class_grams", None)
-        dispatch.gram_update_(x, self.total_gram, None if labels is None else lab, class_grams, backend=self.backend)
-        dispatch.pooled_class_sum_(x[:, None, :], None, lab, self.class_sums, self.class_counts, pooling="sum",
-                               backend=self.backend)  # (N, 1, D): per-class row sums and counts
+        # few rows (e.g. one last-token state per sample): the plain product is faster than the kernel and,
+        # unlike its launcher, never waits on the device; "auto" only — a forced backend is respected
+        small = self.backend == "auto" and n <= _SMALL_ROWS
+        dispatch.gram_update_(x, self.total_gram, backend="torch" if small else self.backend)
+        if labels is not None:
+            self._update_class_grams(x, lab)
+        # per-class row sums and counts: two small scatter-adds (no host sync, unlike a labelled kernel call)
+        self.class_sums.index_add_(0, lab, x.to(self.class_sums.dtype))
+        self.class_counts.index_add_(0, lab, torch.ones(n, dtype=self.class_counts.dtype, device=self.device))
         return self
+
+    def _update_class_grams(self, x: torch.Tensor, lab: torch.Tensor) -> None:
+        """Few classes: one batched product of class-masked copies of x (exact zeros elsewhere), with no
+        host sync — the labelled kernel path sorts rows by class and reads per-class sizes on the host,
+        which stalls a GPU forward mid-flight. Many classes: the labelled kernel."""
+        k = self.class_grams.shape[0]
+        if k > _MASKED_MAX_CLASSES:
+            scratch = torch.zeros_like(self.total_gram)  # the kernel also adds into a total Gram
+            dispatch.gram_update_(x, scratch, lab, self.class_grams, backend=self.backend)
+            return
+        dt = self.class_grams.dtype
+        onehot = (lab[None, :] == torch.arange(k, device=lab.device)[:, None]).to(dt)  # (K, N); F.one_hot syncs
+        xk = onehot[:, :, None] * x.to(dt)[None]  # (K, N, D) rows of other classes zeroed
+        self.class_grams.baddbmm_(xk.transpose(1, 2), xk)  # (K, D, D) += x_k^T x_k
 
     # -- results (float64) -----------------------------------------------------------------
     @property
