@@ -562,6 +562,14 @@ def test_expert_count_equal_to_layer_count_picks_the_blocks():
     assert inspect_model(model).blocks_name == "layers"
 
 
+def test_sibling_list_of_equal_length_is_not_taken_for_the_blocks():
+    model = _ToyModel(layers=2)
+    model.norms = nn.ModuleList(nn.LayerNorm(8) for _ in range(2))  # same depth and length as the blocks
+    model.layers = model._modules.pop("layers")  # registered after the norms: order alone would pick the norms
+    anatomy = inspect_model(model)
+    assert anatomy.blocks_name == "layers" and anatomy.blocks == list(model.layers)
+
+
 def test_unrecognised_models_name_the_class():
     class Plain(nn.Module):
         def __init__(self):

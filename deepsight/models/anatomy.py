@@ -16,7 +16,8 @@ How the pieces are found:
   config's number of layers (``num_hidden_layers`` / ``n_layer`` / ...);
   ``decoder`` is the module that holds it (e.g. ``model.model``).
 - attention / MLP: the block's child named like ``self_attn``/``attn``/``attention``
-  and ``mlp``/``feed_forward``/``block_sparse_moe``/``moe``.
+  (``linear_attn`` in the linear-attention blocks of hybrids such as Qwen3-Next) and
+  ``mlp``/``feed_forward``/``block_sparse_moe``/``moe``; ``attention_name``/``mlp_name`` say which.
 - router: the MLP's child ``gate``/``router`` whose weight is (num_experts, hidden).
 - experts: the MLP's child ``experts``: an ``nn.ModuleList`` of per-expert MLPs, or
   (transformers 5) one fused module holding 3-D parameters such as
@@ -28,6 +29,10 @@ Hidden-state convention (../shared/spec/DIAGNOSTICS.md): ``hidden_states[0]`` is
 embedding output, ``hidden_states[l+1]`` the output of block l. In transformers 5 every
 architecture tested here reports ``hidden_states[L]`` *after* the final norm, while a hook
 on block L-1 sees the pre-norm state (the spec's "-1 = last block, before the final norm").
+
+Known gaps: DeepSeek-V4's hyper-connections carry (B, T, streams, H) states between blocks
+and reduce them before the final norm (its ``hc_head`` is not reported); quantised linear
+layers that do not subclass ``nn.Linear`` (e.g. GPTQ) are missing from ``linear_modules``.
 """
 
 from __future__ import annotations
@@ -243,7 +248,9 @@ def _find_blocks(model: nn.Module, num_layers: int | None) -> tuple[str, nn.Modu
             "inspect_model supports decoder-only transformers models"
         )
     candidates.sort(key=lambda c: c[0])
-    _, name, blocks = candidates[0]
+    # Among lists at the same depth, one whose entries look like decoder blocks wins.
+    looks_like_blocks = [c for c in candidates if _named_child(c[2][0], _ATTENTION_NAMES + _MLP_NAMES) is not None]
+    _, name, blocks = (looks_like_blocks or candidates)[0]
     return name, blocks
 
 
