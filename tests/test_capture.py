@@ -361,3 +361,32 @@ def test_sharded_offloaded_model_gives_same_stats(tmp_path):
     assert a.keys() == b.keys() == {("block_output", 1), ("block_output", 3), ("mlp_output", 2)}
     for key in a:
         torch.testing.assert_close(a[key].centroids, b[key].centroids, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("indices,ran_expected", [([0], []), ([0, 2], ["block0", "block1"]),
+                                                  ([-1, 1], ["block0", "block1", "block2", "block3", "norm"])])
+def test_hidden_states_indices_match_hf(llama, llama_ref, indices, ran_expected):
+    """site hidden_states: HF indices 0..L (0 = embeddings, L = final norm output), early exit right after."""
+    seqs, ref = llama_ref
+    ran: list[str] = []
+    handles = [blk.register_forward_hook(lambda m, a, o, i=i: ran.append(f"block{i}"))
+               for i, blk in enumerate(llama.model.layers)]
+    handles.append(llama.model.norm.register_forward_hook(lambda *a: ran.append("norm")))
+    handles.append(llama.lm_head.register_forward_hook(lambda *a: ran.append("lm_head")))
+    got = {}
+    try:
+        with Capture(llama, [CaptureSpec("hidden_states", indices, "mean")],
+                     lambda ev: got.setdefault(ev.layer, {}).update(zip(ev.take("row").tolist(), ev.value))) as cap:
+            for b in iter_batches(seqs[:3], max_batch_tokens=100, pad_id=0):
+                ran.clear()
+                cap.forward(b.input_ids, b.attention_mask, row=b.index)
+        assert ran == ran_expected
+    finally:
+        for h in handles:
+            h.remove()
+    for i in indices:
+        idx = i + 5 if i < 0 else i  # 4 blocks: indices 0..4
+        for r in range(3):
+            torch.testing.assert_close(got[idx][r].double(), ref[r][idx].mean(0), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ConfigError, match="hidden_states index 5"):
+        Capture(llama, [CaptureSpec("hidden_states", [5])], lambda ev: None)

@@ -30,6 +30,7 @@ class _LayerListAnatomy:
     mlp: list[nn.Module | None] = field(default_factory=list)
     router: list[nn.Module | None] = field(default_factory=list)
     experts: list[nn.Module | None] = field(default_factory=list)
+    final_norm: nn.Module | None = None
 
     @property
     def num_layers(self) -> int:
@@ -45,6 +46,7 @@ def simple_anatomy(model: nn.Module) -> _LayerListAnatomy:
         mlp=mlps,
         router=[getattr(m, "gate", None) if hasattr(m, "experts") else None for m in mlps],
         experts=[getattr(m, "experts", None) for m in mlps],
+        final_norm=getattr(model.model, "norm", None),
     )
 
 
@@ -58,6 +60,38 @@ def get_anatomy(model: nn.Module) -> Any:
 
 def num_layers(anatomy: Any) -> int:
     return int(getattr(anatomy, "num_layers", None) or len(anatomy.blocks))
+
+
+def final_norm(anatomy: Any) -> nn.Module:
+    norm = getattr(anatomy, "final_norm", None)
+    if norm is None:
+        raise ConfigError("hidden_states index L (the final norm's output) needs the model's final norm, not found")
+    return norm
+
+
+def hook_target(anatomy: Any, site: str, layer: int) -> tuple[nn.Module, str]:
+    """(module, "forward" | "pre") whose hook yields ``site`` at ``layer`` (a hidden_states index for that site)."""
+    if site == "hidden_states":
+        n = num_layers(anatomy)
+        if layer == 0:
+            return anatomy.blocks[0], "pre"  # the embedding output is block 0's input
+        return (anatomy.blocks[layer - 1], "forward") if layer < n else (final_norm(anatomy), "forward")
+    return site_module(anatomy, site, layer), SITE_HOOKS[site][1]
+
+
+def stop_point(site: str, layer: int, n: int) -> int:
+    """Position in forward order after which ``site`` at ``layer`` is available: p = 0 before block 0,
+    p = l + 1 after block l, p = n + 1 after the final norm."""
+    if site == "hidden_states":
+        return layer if layer < n else n + 1
+    return layer + 1
+
+
+def stop_target(anatomy: Any, point: int) -> tuple[nn.Module, str]:
+    n = num_layers(anatomy)
+    if point == 0:
+        return anatomy.blocks[0], "pre"
+    return (anatomy.blocks[point - 1], "forward") if point <= n else (final_norm(anatomy), "forward")
 
 
 def site_module(anatomy: Any, site: str, layer: int) -> nn.Module:

@@ -25,7 +25,15 @@ import torch
 from torch import nn
 
 from deepsight.capture import reduce as R
-from deepsight.capture._sites import SITE_HOOKS, first_tensor, get_anatomy, layer_device, num_layers, site_module
+from deepsight.capture._sites import (
+    first_tensor,
+    get_anatomy,
+    hook_target,
+    layer_device,
+    num_layers,
+    stop_point,
+    stop_target,
+)
 from deepsight.capture.spec import CaptureSpec
 from deepsight.errors import ConfigError
 
@@ -162,14 +170,20 @@ class Capture:
         self.num_layers = num_layers(self.anatomy)
         self._sinks = self._resolve_sinks(sink)
         self.layers = {spec.name: spec.resolved_layers(self.num_layers) for spec in self.specs}
-        deepest = max((max(ls) for ls in self.layers.values()), default=None)
+        n = self.num_layers
+        deepest = max((stop_point(spec.site, layer, n) for spec in self.specs for layer in self.layers[spec.name]),
+                      default=None)
+        point = None
         if stop_after is not None:
-            stop_after = stop_after + self.num_layers if stop_after < 0 else stop_after
-            if not 0 <= stop_after < self.num_layers:
-                raise ConfigError(f"stop_after={stop_after} outside a model with {self.num_layers} blocks")
-            if deepest is not None and stop_after < deepest:
-                raise ConfigError(f"stop_after={stop_after} is before the deepest captured block {deepest}")
-        self.stop_after = (stop_after if stop_after is not None else deepest) if early_exit else None
+            stop_after = stop_after + n if stop_after < 0 else stop_after
+            if not 0 <= stop_after < n:
+                raise ConfigError(f"stop_after={stop_after} outside a model with {n} blocks")
+            point = stop_after + 1
+            if deepest is not None and point < deepest:
+                raise ConfigError(f"stop_after={stop_after} is before the deepest capture (block {deepest - 1})")
+        self._stop_point = (point if point is not None else deepest) if early_exit else None
+        # block after which the forward stops (-1: before block 0; L: after the final norm); None = no early exit
+        self.stop_after = None if self._stop_point is None else self._stop_point - 1
         self.mask_positions = mask_positions
         self._handles: list[Any] = []
         self._call: _Call | None = None
@@ -196,17 +210,19 @@ class Capture:
         try:
             self._handles.append(self.model.register_forward_pre_hook(self._on_call, with_kwargs=True))
             for spec in self.specs:
-                _, kind = SITE_HOOKS[spec.site]
                 for layer in self.layers[spec.name]:
-                    module = site_module(self.anatomy, spec.site, layer)
+                    module, kind = hook_target(self.anatomy, spec.site, layer)
                     if kind == "forward":
                         h = module.register_forward_hook(partial(self._on_output, spec, layer))
                     else:
                         h = module.register_forward_pre_hook(partial(self._on_input, spec, layer), with_kwargs=True)
                     self._handles.append(h)
-            if self.stop_after is not None:  # registered last: runs after the captures of that block
-                block = self.anatomy.blocks[self.stop_after]
-                self._handles.append(block.register_forward_hook(self._on_stop))
+            if self._stop_point is not None:  # registered last: runs after the captures at that point
+                module, kind = stop_target(self.anatomy, self._stop_point)
+                if kind == "forward":
+                    self._handles.append(module.register_forward_hook(self._on_stop))
+                else:
+                    self._handles.append(module.register_forward_pre_hook(self._on_stop_pre))
         except BaseException:
             self._remove()
             raise
@@ -267,6 +283,10 @@ class Capture:
         if self._in_forward:
             raise _StopForward
 
+    def _on_stop_pre(self, module: nn.Module, args: tuple) -> None:
+        if self._in_forward:
+            raise _StopForward
+
     # -- running -----------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **meta: Any) -> Any:
         """One scan forward (no grad, no KV cache) feeding the sinks; ``meta`` holds per-row data
@@ -315,8 +335,12 @@ class Capture:
         self._gen.finished = f.clone() if self._gen.finished is None else self._gen.finished | f.to(
             self._gen.finished.device)
 
-    def layer_device(self, layer: int) -> torch.device:
-        """Device where block ``layer`` runs: create that layer's statistics there."""
+    def layer_device(self, layer: int, site: str = "block_output") -> torch.device:
+        """Device where block ``layer`` runs (for ``site="hidden_states"``, where index ``layer`` is
+        produced): create that layer's statistics there."""
+        if site == "hidden_states":
+            layer = layer + self.num_layers + 1 if layer < 0 else layer
+            layer = min(max(layer - 1, 0), self.num_layers - 1)
         return layer_device(self.anatomy, layer + self.num_layers if layer < 0 else layer)
 
     @property

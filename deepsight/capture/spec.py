@@ -5,6 +5,9 @@ Sites (module kinds inside decoder block l, found through ``ModelAnatomy``):
 =================  ==========================================  =================
 site               tensor                                      hooked on
 =================  ==========================================  =================
+hidden_states      HF ``hidden_states[i]``, layers = indices i  block i-1 / final norm
+                   0..L (0 = embeddings, L = final norm output,
+                   -1 = L)
 block_output       hidden state leaving block l (HF ``hidden_states[l+1]``)  block (forward)
 attention_output   self-attention output, before the residual   attention (forward)
 mlp_input          input of the MLP / MoE block (after its norm) mlp (pre-forward)
@@ -26,7 +29,8 @@ from dataclasses import dataclass
 
 from deepsight.errors import ConfigError
 
-SITES = ("block_output", "attention_output", "mlp_input", "mlp_output", "router_logits", "expert_input")
+SITES = ("hidden_states", "block_output", "attention_output", "mlp_input", "mlp_output", "router_logits",
+         "expert_input")
 REDUCTIONS = ("mean", "last", "all", "step", "none")
 
 
@@ -57,10 +61,12 @@ class CaptureSpec:
 
     def resolved_layers(self, num_layers: int) -> tuple[int, ...]:
         """Layers as block indices 0..L-1 (negative counts from the end); out of range -> ConfigError."""
+        n = num_layers + 1 if self.site == "hidden_states" else num_layers  # hidden_states: indices 0..L
         out = []
         for layer in self.layers:
-            idx = layer + num_layers if layer < 0 else layer
-            if not 0 <= idx < num_layers:
-                raise ConfigError(f"capture {self.name!r}: layer {layer} outside a model with {num_layers} blocks")
+            idx = layer + n if layer < 0 else layer
+            if not 0 <= idx < n:
+                what = "hidden_states index" if self.site == "hidden_states" else "layer"
+                raise ConfigError(f"capture {self.name!r}: {what} {layer} outside a model with {num_layers} blocks")
             out.append(idx)
         return tuple(dict.fromkeys(out))
