@@ -1,0 +1,213 @@
+"""X-Boundary: how far apart harmful, safe and boundary-safe chats sit in representation space.
+
+Paper: X-Boundary (arXiv 2502.09990); definitions in ../shared/spec/DIAGNOSTICS.md section 1.
+Every chat (with its assistant reply) is rendered with the chat template, tokenized without
+special tokens and truncated to ``max_length``; at each chosen ``hidden_states`` index the
+valid tokens are mean-pooled and only per-class moments are kept (``ClassMoments``), so the
+cost is one length-bucketed forward (right padding: with causal attention the real tokens'
+states are exactly those of the reference's pad-to-1024 batches) that stops after the deepest
+index needed. ``layers="all"`` gets every index 0..L in the same single pass.
+
+Layer indices are ``hidden_states`` indices: 0 = embeddings, i = output of block i-1, L = the
+final norm's output (as transformers returns it). Pooled rows (N x d) are kept only for the
+layers that get a 2-D projection picture (PCA by default, t-SNE perplexity 30 / seed 42 as in
+the reference).
+
+Usage: ``deepsight scan=[xboundary] scan.xboundary.layers=all``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from deepsight.capture.batching import iter_batches
+from deepsight.data.labeled_chats import LabeledChat
+from deepsight.data.xboundary import CLASS_NAMES, load_xboundary
+from deepsight.diagnostics._chat_tokens import pad_id, render_chats, tokenize
+from deepsight.diagnostics._hidden_states import HiddenStateTap, input_device, num_blocks, run_decoder
+from deepsight.diagnostics.registry import ScanContext, register_scan
+from deepsight.diagnostics.xboundary_metrics import ClassMoments, summarize_layers, xboundary_metrics
+from deepsight.errors import ConfigError
+
+
+def _as_list(value: Any) -> list | None:
+    if isinstance(value, str):
+        return [int(x) for x in value.split(",") if x.strip()] if any(ch.isdigit() for ch in value) else None
+    if isinstance(value, int):
+        return [value]
+    try:
+        return [int(x) for x in value]
+    except TypeError:
+        return None
+
+
+def resolve_layers(spec: Any, num_layers: int, key: str = "scan.xboundary.layers") -> list[int]:
+    """``default`` -> [floor(L/3), floor(2L/3)]; ``all`` -> 0..L; ints (negative from the end, -1 = L)."""
+    default = sorted({num_layers // 3, (2 * num_layers) // 3})
+    if spec is None or spec == "default":
+        return default
+    if spec == "all":
+        return list(range(num_layers + 1))
+    if spec in ("none", ""):
+        return []
+    items = _as_list(spec)
+    if items is None:
+        raise ConfigError(f"{key}={spec!r}: expected 'default', 'all' or a list of hidden_states indices")
+    out = []
+    for i in items:
+        j = i + num_layers + 1 if i < 0 else i
+        if not 0 <= j <= num_layers:
+            raise ConfigError(f"{key}: index {i} outside 0..{num_layers} (hidden_states of a {num_layers}-block model)")
+        out.append(j)
+    return sorted(set(out))
+
+
+def _masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, d), (B, T) -> (B, d): sum_t m_t h_t / max(sum_t m_t, 1e-9), in float32 (float64 for float64 states)."""
+    dt = torch.float64 if h.dtype == torch.float64 else torch.float32
+    m = mask.to(dt)
+    return torch.einsum("btd,bt->bd", h.to(dt), m) / m.sum(1, keepdim=True).clamp_min(1e-9)
+
+
+@torch.no_grad()
+def collect_pooled_moments(
+    model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], layers: list[int], *,
+    max_length: int = 1024, max_batch_size: int | None = 16, max_batch_tokens: int = 16384,
+    keep_rows: set[int] | frozenset = frozenset(),
+) -> tuple[dict[int, ClassMoments], dict[int, torch.Tensor]]:
+    """One pass over ``chats``: per-layer ``ClassMoments`` and, for ``keep_rows`` layers, the (N, d) pooled rows."""
+    ids = tokenize(tokenizer, render_chats(tokenizer, chats), add_special_tokens=False, max_length=max_length)
+    labels = torch.tensor([c.label for c in chats], dtype=torch.long)
+    moments: dict[int, ClassMoments] = {}
+    rows: dict[int, torch.Tensor] = {}
+    state: dict[str, Any] = {}
+
+    def on_state(idx: int, h: torch.Tensor) -> None:
+        mask = state["mask"].to(h.device)
+        pooled = _masked_mean(h, mask)  # (B, d)
+        if idx not in moments:
+            moments[idx] = ClassMoments(pooled.shape[1], device=pooled.device)
+        moments[idx].update(pooled, state["labels"].to(pooled.device))
+        if idx in keep_rows:
+            if idx not in rows:
+                rows[idx] = torch.zeros(len(chats), pooled.shape[1], dtype=torch.float32, device=pooled.device)
+            rows[idx].index_copy_(0, state["index"].to(pooled.device), pooled.float())
+
+    device = input_device(anatomy, model)
+    with HiddenStateTap(anatomy, model, layers, on_state):
+        for batch in iter_batches(ids, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side="right",
+                                  max_batch_size=max_batch_size, device=device):
+            state.update(mask=batch.attention_mask, labels=labels[batch.index], index=batch.index)
+            run_decoder(anatomy, model, batch.input_ids, batch.attention_mask)
+    return moments, rows
+
+
+def project_2d(rows: torch.Tensor, method: str, seed: int = 42, perplexity: float = 30.0) -> torch.Tensor:
+    """(N, d) -> (N, 2): PCA (float64 SVD of the centred rows) or t-SNE (scikit-learn)."""
+    x = rows.detach().to("cpu", torch.float64)
+    if method == "pca":
+        xc = x - x.mean(0, keepdim=True)
+        _, _, vh = torch.linalg.svd(xc, full_matrices=False)
+        return xc @ vh[:2].T  # (N, 2)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perp = min(perplexity, max(1.0, (x.shape[0] - 1) / 3))
+        return torch.from_numpy(TSNE(n_components=2, random_state=seed, perplexity=perp).fit_transform(x.numpy()))
+    raise ConfigError(f"scan.xboundary.projection={method!r} must be pca, tsne or none")
+
+
+def _figures(ctx: ScanContext, per_layer: dict[int, dict], rows: dict[int, torch.Tensor], labels: list[int],
+             method: str, seed: int) -> tuple[list[str], list[str]]:
+    try:
+        from deepsight.report.figures import plot_per_layer, plot_projection_2d
+    except ImportError as e:  # the report package is optional for the numbers
+        return [], [f"figures skipped: {e}"]
+    figs = []
+    series = {"separation_score": {l: v["separation_score"] for l, v in per_layer.items()},
+              "boundary_ratio": {l: v["boundary_ratio"] for l, v in per_layer.items()}}
+    for name, values in series.items():
+        p = plot_per_layer(values, f"X-Boundary {name} per hidden_states index",
+                           ctx.figures_dir / f"xboundary_{name}.png", ylabel=name)
+        figs.append(str(p.relative_to(ctx.run_dir)))
+    names = {k: v for k, v in CLASS_NAMES.items()}
+    for layer, r in sorted(rows.items()):
+        pts = project_2d(r, method, seed)
+        p = plot_projection_2d(pts.numpy(), labels, ctx.figures_dir / f"xboundary_{method}_layer{layer}.png",
+                               title=f"X-Boundary {method.upper()} of pooled states, hidden_states[{layer}]",
+                               label_names=names)
+        figs.append(str(p.relative_to(ctx.run_dir)))
+    return figs, []
+
+
+def xboundary_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat], warnings: list[str]) -> dict:
+    num_layers = num_blocks(ctx.anatomy, ctx.model)
+    layers = resolve_layers(cfg.layers, num_layers)
+    if not layers:
+        raise ConfigError("scan.xboundary.layers selects no layer")
+    method = str(cfg.projection).lower()
+    proj_spec = cfg.projection_layers
+    if method == "none":
+        proj = []
+    elif proj_spec == "default":
+        proj = resolve_layers("default", num_layers)
+    else:
+        proj = resolve_layers(proj_spec, num_layers, "scan.xboundary.projection_layers")
+    hw = ctx.hardware
+    moments, rows = collect_pooled_moments(
+        ctx.model, ctx.tokenizer, ctx.anatomy, chats, sorted(set(layers) | set(proj)),
+        max_length=cfg.max_length, max_batch_size=cfg.batch_size,
+        max_batch_tokens=getattr(hw, "max_batch_tokens", 16384) if hw is not None else 16384, keep_rows=set(proj))
+    per_layer = {}
+    for idx in layers:
+        vals, w = xboundary_metrics(moments[idx].counts, moments[idx].sums, moments[idx].sq_sums)
+        per_layer[idx] = vals
+        warnings += [f"hidden_states[{idx}]: {x}" for x in w]
+    metrics = summarize_layers(per_layer)
+    for k in ("separation_score", "boundary_ratio", "scaled_separation"):
+        metrics.setdefault(k, math.nan)
+    figures, w = _figures(ctx, per_layer, rows, [c.label for c in chats], method, cfg.seed)
+    warnings += w
+    return {
+        "metrics": metrics,
+        "details": {
+            "per_layer": {str(k): v for k, v in per_layer.items()},
+            "layers": layers,
+            "projection_layers": proj,
+            "num_blocks": num_layers,
+            "layer_convention": "hidden_states index: 0 = embeddings, i = block i-1 output, L = final-norm output",
+            "counts": {CLASS_NAMES[k]: sum(c.label == k for c in chats) for k in CLASS_NAMES},
+        },
+        "figures": figures,
+        "warnings": warnings,
+    }
+
+
+@register_scan("xboundary")
+def run_xboundary(ctx: ScanContext, cfg: Any) -> dict:
+    chats, warnings = load_xboundary(
+        ctx.data_path(cfg.harmful_path, "scan.xboundary.harmful_path"),
+        ctx.data_path(cfg.safe_path, "scan.xboundary.safe_path"),
+        ctx.data_path(cfg.boundary_path, "scan.xboundary.boundary_path"),
+        n_per_class=cfg.n_per_class, seed=cfg.seed, sampling=cfg.sampling,
+        harmful_with_context=cfg.harmful_with_context,
+    )
+    result = xboundary_from_chats(ctx, cfg, chats, warnings)
+    result["config"] = _config_dict(cfg)
+    return result
+
+
+def _config_dict(cfg: Any) -> dict:
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(cfg):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:
+        pass
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(cfg) if is_dataclass(cfg) else dict(cfg)
