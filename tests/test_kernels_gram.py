@@ -98,3 +98,14 @@ def test_dispatch_torch_on_cpu_and_checks():
         gram_update_ref(x, torch.zeros(D + 1, D + 1), None, None)
     with pytest.raises(ValueError, match="largest label"):
         gram_update_ref(x, gram, torch.full((x.shape[0],), K), torch.zeros(K, D, D))
+
+
+def test_backend_switch():
+    assert dispatch.get_default_backend() == "auto"
+    with dispatch.use_backend("torch"):
+        assert dispatch.resolve_backend("auto", (torch.zeros(1),)) == "torch"
+    assert dispatch.get_default_backend() == "auto"
+    with pytest.raises(ValueError, match="kernel backend"):
+        dispatch.set_default_backend("cuda")
+    with pytest.raises(ValueError, match="kernel backend"):
+        dispatch.resolve_backend("gpu", (torch.zeros(1),))
