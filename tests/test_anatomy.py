@@ -16,7 +16,9 @@ import pytest
 import torch
 from torch import nn
 
+from deepsight.errors import DeepSightError
 from deepsight.models.anatomy import (
+    LayerIndexError,
     UnsupportedModelError,
     block_output_hidden,
     inspect_model,
@@ -471,8 +473,9 @@ def test_layer_index_and_hidden_state_indices(built):
     anatomy = inspect_model(_model(ARCHS[0], built))
     assert [anatomy.layer_index(l) for l in range(-LAYERS, LAYERS)] == [0, 1, 2, 0, 1, 2]
     for bad in (LAYERS, -LAYERS - 1, 100):
-        with pytest.raises(IndexError, match="LlamaForCausalLM"):
+        with pytest.raises(LayerIndexError, match="LlamaForCausalLM"):
             anatomy.layer_index(bad)
+    assert issubclass(LayerIndexError, IndexError) and issubclass(LayerIndexError, DeepSightError)
     with pytest.raises(TypeError):
         anatomy.layer_index(1.0)
     assert [anatomy.hidden_states_index_to_block(i) for i in range(LAYERS + 1)] == [None, 0, 1, 2]

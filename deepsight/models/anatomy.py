@@ -63,6 +63,10 @@ class UnsupportedModelError(DeepSightError, TypeError):
     """The model's structure was not recognised; the message names the model class and what is missing."""
 
 
+class LayerIndexError(DeepSightError, IndexError):
+    """A layer or hidden-states index outside the model's range (usually from a config key)."""
+
+
 def is_transposed_linear(module: nn.Module) -> bool:
     """True for GPT-2 style ``Conv1D`` layers, whose weight is stored (in, out) rather than (out, in)."""
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
@@ -163,7 +167,7 @@ class ModelAnatomy:
         if not isinstance(l, int) or isinstance(l, bool):
             raise TypeError(f"layer index must be an int, got {l!r}")
         if not -self.num_layers <= l < self.num_layers:
-            raise IndexError(
+            raise LayerIndexError(
                 f"layer {l} out of range for {self.model_class} with {self.num_layers} blocks "
                 f"(valid: {-self.num_layers}..{self.num_layers - 1})"
             )
@@ -177,7 +181,7 @@ class ModelAnatomy:
         """
         n = self.num_layers + 1
         if not -n <= idx < n:
-            raise IndexError(f"hidden_states index {idx} out of range for {n} entries ({self.model_class})")
+            raise LayerIndexError(f"hidden_states index {idx} out of range for {n} entries ({self.model_class})")
         idx %= n
         return None if idx == 0 else idx - 1
 
