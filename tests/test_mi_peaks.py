@@ -169,3 +169,23 @@ def test_run_mi_peaks_matches_float64_reference(alignment):
         spearman(ref_mean, hist_mean), abs=1e-9)
     expect = [{"token": t, "count": c} for t, c in Counter(words).most_common(4)]
     assert res["metrics"]["thinking_tokens"] == expect
+
+
+def test_mi_peaks_scan_writes_metrics_and_figure(tmp_path):
+    from deepsight.config.schema import HardwareConfig
+    from deepsight.diagnostics.mi_peaks import mi_peaks_scan
+    from deepsight.diagnostics.registry import ScanContext
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "p.jsonl").write_text("".join(json.dumps({"question": p, "answer": s}) + "\n"
+                                          for p, s in zip(PROBLEMS, SOLUTIONS)))
+    model = _model(3)
+    ctx = ScanContext(model=model, tokenizer=CharTok(), anatomy=inspect_model(model), run_dir=tmp_path / "run",
+                      data_dir=data, hardware=HardwareConfig())
+    res = mi_peaks_scan(ctx, MIPeaksConfig(data_path="p.jsonl", n_samples=3, max_new_tokens=6, top_k=2))
+    m = res["metrics"]
+    assert {"mean_mi", "max_mi", "histogram_mean_mi", "spearman", "thinking_tokens", "mean_trajectory"} <= set(m)
+    assert len(m["mean_trajectory"]) == 5 and len(res["details"]["trajectories"]) == 3
+    assert (ctx.run_dir / res["figures"][0]).read_bytes()[:4] == b"\x89PNG"
+    json.dumps(res)

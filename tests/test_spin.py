@@ -267,3 +267,26 @@ def test_q_too_small_warns():
     assert res["metrics"]["candidate_dataset1"] == 0 and res["metrics"]["coupled"] == 0
     assert any("smallest q" in w for w in res["warnings"])
     assert f"{smallest_q_for_one([(48, 32)]):.6g}" in res["warnings"][0]
+
+
+def test_spin_scan_writes_metrics_and_figure(tmp_path):
+    from deepsight.config.schema import HardwareConfig
+    from deepsight.diagnostics.registry import ScanContext
+    from deepsight.diagnostics.spin import spin_scan
+
+    data = tmp_path / "data" / "spin"
+    data.mkdir(parents=True)
+    for name, seed in (("p.csv", 1), ("f.csv", 2)):
+        lines = ["prompt,response"] + [f'"{p}","{r}"' for p, r in _rows(seed, 6)]
+        (data / name).write_text("\n".join(lines) + "\n")
+    model = _dense(2)
+    ctx = ScanContext(model=model, tokenizer=CharTok(), anatomy=inspect_model(model), run_dir=tmp_path / "run",
+                      data_dir=tmp_path / "data", hardware=HardwareConfig())
+    cfg = SPINConfig(dataset1_path="spin/p.csv", dataset2_path="spin/f.csv", n_samples=4, q=0.01, per_module=True)
+    res = spin_scan(ctx, cfg)
+    assert set(res["metrics"]) == {"candidate_dataset1", "candidate_dataset2", "coupled", "total_neurons",
+                                   "coupling_ratio", "coupled_rate_vs_candidate_mean"}
+    assert len(res["details"]["layers"]) == 2 and len(res["details"]["modules"]) == 6
+    assert (ctx.run_dir / res["figures"][0]).read_bytes()[:4] == b"\x89PNG"
+    assert res["config"]["q"] == 0.01
+    json.dumps(res)  # serialisable as results.json
