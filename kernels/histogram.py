@@ -9,8 +9,8 @@ computed in fp32 exactly as written (both backends give the same bins). Values o
 range land in the edge bins; a degenerate range (hi <= lo) puts everything in bin 0; NaN
 inputs give undefined bins. A Triton program streams one row (or, when there are too few rows
 to fill the GPU, a chunk of one), bins each block of coordinates and reduces it with
-``tl.histogram`` into a histogram held in registers (one spare slot takes the masked tail),
-then adds that to ``counts`` once: a plain read-add-write when it owns the row, atomics on
+``tl.histogram`` into a histogram held in registers (masked lanes go to slot 0 and are
+subtracted at the end), then adds that to ``counts`` once: a plain read-add-write when it owns the row, atomics on
 the non-zero slots when the row is split.
 
 ``histogram_mutual_information`` turns counts into MI = sum_ab p_ab ln(p_ab / (p_a p_b))
@@ -54,6 +54,7 @@ def _joint_histogram_kernel(
     d_lo = pid_c * D_PER_CHUNK
     d_hi = tl.minimum(d_lo + D_PER_CHUNK, D)
     local = tl.zeros([NUM_SLOTS], dtype=tl.int32)
+    n_tail = tl.full([], 0, tl.int32)  # masked-off lanes counted into slot 0, taken out at the end
     for d0 in range(d_lo, d_hi, BLOCK_D):
         offs = d0 + tl.arange(0, BLOCK_D)
         ok = offs < d_hi
@@ -64,11 +65,13 @@ def _joint_histogram_kernel(
         fy = tl.minimum(tl.maximum(tl.floor((y - lo_y) * scale_y), 0.0), BINS - 1.0)
         slot = fx.to(tl.int32) * BINS + fy.to(tl.int32)
         if LOCAL_HIST:
-            local += tl.histogram(tl.where(ok, slot, NUM_SLOTS - 1), NUM_SLOTS)  # spare slot: masked tail
+            local += tl.histogram(tl.where(ok, slot, 0), NUM_SLOTS)
+            n_tail += BLOCK_D - tl.sum(ok.to(tl.int32), axis=0)
         else:  # one atomic per pair (fallback where tl.histogram does not compile)
             tl.atomic_add(row + slot, ok.to(counts_ptr.dtype.element_ty), mask=ok)
     if LOCAL_HIST:
         offs_slot = tl.arange(0, NUM_SLOTS)
+        local -= tl.where(offs_slot == 0, n_tail, 0)
         if EXCLUSIVE:
             real = offs_slot < BINS * BINS
             old = tl.load(row + offs_slot, mask=real, other=0)
@@ -135,7 +138,8 @@ def joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
     d_per_chunk = cdiv(n_blocks, n_chunks) * BLOCK_D
     n_chunks = cdiv(D, d_per_chunk)
     args = (x, y2, lx, sx, ly, sy, counts, x.stride(0), x.stride(1), y2.stride(0), y2.stride(1), D, d_per_chunk)
-    meta = dict(BINS=bins, NUM_SLOTS=next_pow2(bins * bins + 1), BLOCK_D=BLOCK_D, EXCLUSIVE=n_chunks == 1)
+    # tl.histogram wants a power-of-two slot count that is a multiple of the warp size.
+    meta = dict(BINS=bins, NUM_SLOTS=max(32, next_pow2(bins * bins)), BLOCK_D=BLOCK_D, EXCLUSIVE=n_chunks == 1)
     grid = (S, n_chunks)
     if _local_hist_ok[0]:
         try:

@@ -64,9 +64,16 @@ def main() -> int:
         build(
             histogram._joint_histogram_kernel,
             hist_sig | dict(counts_ptr=counts),
-            dict(BINS=32, NUM_SLOTS=2048, BLOCK_D=2048, LOCAL_HIST=local, EXCLUSIVE=exclusive),
+            dict(BINS=32, NUM_SLOTS=1024, BLOCK_D=2048, LOCAL_HIST=local, EXCLUSIVE=exclusive),
             num_warps=8,
         )
+
+    build(
+        histogram._joint_histogram_kernel,
+        hist_sig,
+        dict(BINS=5, NUM_SLOTS=32, BLOCK_D=128, LOCAL_HIST=True, EXCLUSIVE=True),
+        num_warps=8,
+    )
 
     ga_sig = dict(delta_ptr="*bf16", x_ptr="*bf16", mask_ptr="*u8", acc_ptr="*fp32")
     ga_sig |= strides("stride_d_s", "stride_d_t", "stride_d_o", "stride_x_s", "stride_x_t", "stride_x_i")
