@@ -84,3 +84,17 @@ def test_param_grads_kept_and_no_grad_forward_ignored():
     assert bool((lin.weight.grad.abs() <= stat.total.float() + 1e-6).all())
     with pytest.raises(ValueError, match="no GradAbsSum"):
         GradCapture(model, {"down": lin}, {})
+
+
+def test_flattened_input_without_token_mask_splits_samples():
+    """A linear fed (S*T, I) rows (Qwen2-MoE shared expert) with no token mask: samples come from the call."""
+    model = tiny_qwen2_moe()
+    lin = model.model.layers[0].mlp.shared_expert.down_proj
+    seqs = random_seqs([5, 5, 5], model.config.vocab_size)  # equal lengths: no padding, no mask needed
+    ref = _reference(model, {"d": lin}, seqs, [2, 2, 2])
+    stat = GradAbsSum(lin.weight.shape, dtype="float64")
+    ids, mask, labels = _batch(seqs, [2, 2, 2])
+    with GradCapture(model, {"d": lin}, {"d": stat}):
+        _per_sample_loss(model(input_ids=ids).logits, labels).sum().backward()
+    assert float(stat.samples) == 3
+    torch.testing.assert_close(stat.total, ref["d"], rtol=1e-4, atol=1e-6)

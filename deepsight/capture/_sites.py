@@ -100,6 +100,9 @@ def site_module(anatomy: Any, site: str, layer: int) -> nn.Module:
         return anatomy.blocks[layer]
     per_block = getattr(anatomy, "layers", None)  # ModelAnatomy.layers[l]: BlockAnatomy with .attention, .mlp ...
     module = getattr(per_block[layer], part) if per_block is not None else getattr(anatomy, part)[layer]
+    if site == "expert_input" and per_block is not None and not getattr(per_block[layer], "fused_experts", True):
+        raise ConfigError(f"capture site 'expert_input': block {layer} keeps its experts as separate modules; "
+                          "only fused expert modules (transformers 5 MoE) are supported")
     if module is None:
         raise ConfigError(f"capture site {site!r}: block {layer} has no {part} module (not an MoE layer?)")
     return module

@@ -39,9 +39,16 @@ class GradCapture:
         self.token_mask: torch.Tensor | None = None  # (S, T) 1 = token counts; set before each forward
         self._handles: list[Any] = []
         self._frozen: list[nn.Parameter] = []
+        self._shape: tuple[int, int] | None = None  # (S, T) of the model call in progress
+
+    def _on_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        ids = ids if ids is not None else kwargs.get("inputs_embeds")
+        self._shape = None if ids is None else (int(ids.shape[0]), int(ids.shape[1]))
 
     def __enter__(self) -> GradCapture:
         try:
+            self._handles.append(self.model.register_forward_pre_hook(self._on_call, with_kwargs=True))
             for name, module in self.modules.items():
                 self._handles.append(module.register_forward_hook(self._make_hook(name)))
             if not self.param_grads:
@@ -71,8 +78,11 @@ class GradCapture:
                 return
             mask = self.token_mask
             x = args[0].detach()
-            if mask is not None and x.dim() == 2 and x.shape[0] == mask.numel():
-                x = x.view(*mask.shape, -1)  # (S, T, I) from flattened tokens
+            if x.dim() == 2:  # flattened tokens (e.g. a shared expert): back to samples
+                shape = tuple(mask.shape) if mask is not None else self._shape
+                assert shape is not None and x.shape[0] == shape[0] * shape[1], (
+                    f"{name}: input {tuple(x.shape)} cannot be split into the batch's samples {shape}")
+                x = x.view(*shape, -1)  # (S, T, I) from (S*T, I)
             saved = [x, None if mask is None else mask.to(x.device)]
 
             def on_grad(delta: torch.Tensor) -> None:
