@@ -11,6 +11,7 @@ A benchmark is ``run(ctx: EvalContext, cfg: BenchmarkConfig) -> dict`` returning
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +23,30 @@ from deepsight.errors import ConfigError
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}
 
 
+def check_benchmark_config(name: str, cfg: Any) -> None:
+    """Unknown keys in ``eval.<name>`` are errors naming the key (a dict-typed node is not struct-checked)."""
+    from dataclasses import fields
+
+    from deepsight.config.schema import BenchmarkConfig
+
+    keys = list(cfg.keys()) if hasattr(cfg, "keys") else []
+    known = {f.name for f in fields(BenchmarkConfig)}
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise ConfigError(f"eval.{name}: unknown key(s) {', '.join(f'eval.{name}.{k}' for k in unknown)}; "
+                          f"known: {sorted(known)}")
+
+
 def register_benchmark(name: str):
     def wrap(fn):
         assert name not in BENCHMARKS, f"benchmark {name!r} registered twice"
-        BENCHMARKS[name] = fn
+
+        @functools.wraps(fn)
+        def checked(ctx, cfg):
+            check_benchmark_config(name, cfg)
+            return fn(ctx, cfg)
+
+        BENCHMARKS[name] = checked
         return fn
 
     return wrap
