@@ -390,3 +390,14 @@ def test_hidden_states_indices_match_hf(llama, llama_ref, indices, ran_expected)
             torch.testing.assert_close(got[idx][r].double(), ref[r][idx].mean(0), rtol=1e-4, atol=1e-4)
     with pytest.raises(ConfigError, match="hidden_states index 5"):
         Capture(llama, [CaptureSpec("hidden_states", [5])], lambda ev: None)
+
+
+def test_mask_positions_make_left_padding_match_batch_one(llama, llama_ref):
+    seqs, ref = llama_ref
+    got = {}
+    with Capture(llama, [CaptureSpec("block_output", [2], "last")], lambda ev: got.update(
+            zip(ev.take("row").tolist(), ev.value.double())), mask_positions=True) as cap:
+        for b in iter_batches(seqs, max_batch_tokens=1000, pad_id=0, side="left"):
+            cap.forward(b.input_ids, b.attention_mask, row=b.index)
+    for r, states in enumerate(ref):
+        torch.testing.assert_close(got[r], states[3][-1], rtol=1e-4, atol=1e-4)
