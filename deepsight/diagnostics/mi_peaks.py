@@ -7,8 +7,8 @@ the answer state y. MI(r_i, y) uses the HSIC normalised-CCA estimator (``hsic.py
 sample top-k MI steps give decoded tokens, the most frequent alphabetic ones are the
 "thinking tokens". A histogram MI estimator (``mi_histogram.py``) runs beside it.
 
-Fast path: generation is batched (left padding, mask-aware position ids, KV cache, per-row
-EOS) and a hook keeps each step's state on the device; MI runs batched on the device with
+Fast path: generation is batched (left padding, mask-aware position ids, KV cache; a row that
+emits EOS leaves the batch and the cache) and a hook keeps each step's state on the device; MI runs batched on the device with
 R_y prepared once per sample. The reference generates one sample at a time with all hidden
 states, copies every step to the host and inverts two d x d matrices per token.
 
@@ -89,10 +89,9 @@ def generate_with_states(model, block, tokenizer, prompts: list[str], *, max_new
                 mask[r, t - len(encoded[i]) :] = 1
             ids, mask = ids.to(dev), mask.to(dev)
             pos = (mask.cumsum(1) - 1).clamp(min=0)
-            states: list[torch.Tensor] = []  # per call (B, D)
-            tokens: list[torch.Tensor] = []  # per call (B,)
-            alive = torch.ones(len(rows), dtype=torch.bool, device=dev)
-            lengths = torch.zeros(len(rows), dtype=torch.long, device=dev)  # calls recorded per row
+            states: list[list[torch.Tensor]] = [[] for _ in rows]  # per row: (D,) per call
+            tokens: list[list[torch.Tensor]] = [[] for _ in rows]  # per row: () per call
+            active = torch.arange(len(rows), device=dev)  # batch slot -> row of this batch
             past = None
             step_ids, step_pos = ids, pos
             eos_t = torch.tensor(sorted(eos), device=dev, dtype=torch.long)
@@ -102,22 +101,24 @@ def generate_with_states(model, block, tokenizer, prompts: list[str], *, max_new
                             use_cache=True, logits_to_keep=1)
                 past = res.past_key_values
                 assert len(captured) == 1, f"block hook fired {len(captured)} times in one forward"
-                states.append(captured[0])
-                nxt = res.logits[:, -1].argmax(-1)  # (B,)
-                tokens.append(nxt)
-                lengths += alive.long()
-                if eos_t.numel():
-                    alive &= ~torch.isin(nxt, eos_t)
-                if not bool(alive.any()) or step + 1 == max_new_tokens:
+                nxt = res.logits[:, -1].argmax(-1)  # (B_active,)
+                for slot, r in enumerate(active.tolist()):
+                    states[r].append(captured[0][slot])
+                    tokens[r].append(nxt[slot])
+                if step + 1 == max_new_tokens:
                     break
-                step_ids = torch.where(alive, nxt, torch.full_like(nxt, pad))[:, None]
+                alive = ~torch.isin(nxt, eos_t) if eos_t.numel() else torch.ones_like(nxt, dtype=torch.bool)
+                if not bool(alive.all()):  # drop finished rows from the batch and the KV cache
+                    if not bool(alive.any()):
+                        break
+                    keep = alive.nonzero().flatten()
+                    past.batch_select_indices(keep)
+                    active, nxt, mask, step_pos = active[keep], nxt[keep], mask[keep], step_pos[keep]
+                step_ids = nxt[:, None]
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
                 step_pos = step_pos[:, -1:] + 1
-            st = torch.stack(states, dim=1)  # (B, calls, D)
-            tk = torch.stack(tokens, dim=1).cpu()  # (B, calls)
             for r, i in enumerate(rows):
-                n = int(lengths[r])
-                out[i] = (st[r, :n], tk[r, :n].tolist())
+                out[i] = (torch.stack(states[r]), torch.stack(tokens[r]).tolist())
             del past, res
     finally:
         handle.remove()
