@@ -1,7 +1,8 @@
 """Benchmark the statistics kernels: Triton vs the torch path, against the copy roofline.
 
 For each op (pooling + class sums, Gram, joint histogram, per-sample |grad| sum, fused
-importance top-k) one setup is timed with providers ``triton`` and ``torch`` (median of
+importance top-k) one setup is timed with providers ``triton`` and ``torch`` (plus the
+histogram's per-pair-atomics variant ``triton-atomics``) (median of
 repeats: ``triton.testing.do_bench`` on GPU with L2 flushed between runs,
 ``time.perf_counter`` on CPU, where only the torch path is timed). Each row gives the
 bytes the op must move at least (inputs read once, accumulators read and written), the
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -69,6 +70,7 @@ class Case:
     flops: int
     run: Callable[[str], None]  # run(backend): one call of the op
     result: Callable[[str], torch.Tensor]  # result(backend): fresh accumulators, one call, the output
+    variants: dict[str, Callable[[], None]] = field(default_factory=dict)  # extra Triton variants (GPU only)
 
 
 def _timer(device: torch.device, quick: bool) -> Callable[[Callable[[], None]], float]:
@@ -159,6 +161,15 @@ def make_cases(dispatch, device: torch.device, gpu: bool) -> list[Case]:
     xs = torch.randn(S, Dh, device=device, generator=gen)
     y = torch.randn(Dh, device=device, generator=gen)
     hcounts = torch.zeros(S, bins, bins, device=device)
+    hist_module = sys.modules["deepsight.kernels.histogram"]
+
+    def hist_atomics(xs=xs, y=y, hcounts=hcounts):  # the per-pair-atomics variant (no tl.histogram)
+        saved = hist_module._local_hist_ok[0]
+        hist_module._local_hist_ok[0] = False
+        try:
+            dispatch.joint_histogram_(xs, y, hcounts, -3.0, 3.0, -3.0, 3.0, backend="triton")
+        finally:
+            hist_module._local_hist_ok[0] = saved
 
     def hist_result(backend, xs=xs, y=y, S=S):
         c = torch.zeros(S, bins, bins, device=device)
@@ -174,6 +185,7 @@ def make_cases(dispatch, device: torch.device, gpu: bool) -> list[Case]:
             0,
             lambda b: dispatch.joint_histogram_(xs, y, hcounts, -3.0, 3.0, -3.0, 3.0, backend=b),
             hist_result,
+            {"triton-atomics": hist_atomics},
         )
     )
 
@@ -258,9 +270,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         times: dict[str, float] = {}
         err = float("nan")
-        for provider in providers:
+        runs = {p: (lambda case=case, p=p: case.run(p)) for p in providers}
+        if gpu:
+            runs |= case.variants
+        for provider, fn in runs.items():
             try:
-                times[provider] = bench(lambda case=case, p=provider: case.run(p))
+                times[provider] = bench(fn)
             except Exception as exc:  # report and carry on with the other ops
                 failures += 1
                 print(f"{case.op} [{provider}] FAILED: {exc!r:.300}")
