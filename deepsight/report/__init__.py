@@ -14,16 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from deepsight.report.content import build_content
+from deepsight.report.html import render_html
+from deepsight.report.markdown import render_markdown
 from deepsight.report.summary import print_summary
+from deepsight.run.outputs import atomic_write_text, to_jsonable
 
 
 def write_report(run_dir: str | Path, results: dict[str, Any]) -> None:
     """Write ``report.md`` and ``report.html`` into ``run_dir`` from a results dict (results.json's shape)."""
-    from deepsight.report.content import build_content
-    from deepsight.report.html import render_html
-    from deepsight.report.markdown import render_markdown
-    from deepsight.run.outputs import atomic_write_text, to_jsonable
-
     run_dir = Path(run_dir)
     results = to_jsonable(results)  # tensors, numpy values and non-finite floats as in results.json
     content = build_content(run_dir, results)
