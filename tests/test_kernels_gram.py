@@ -33,7 +33,7 @@ def make_case(seed: int, dtype, dev):
     return x, labels, K
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES + [torch.float16])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_triton_matches_float64(device, dtype, seed):  # noqa: F811
     x, labels, K = make_case(seed, dtype, device)

@@ -56,7 +56,7 @@ def make_case(seed: int, dtype, dev, T: int | None = None, mask_kind: str = "ran
 
 
 @pytest.mark.parametrize("pooling", ["mean", "sum", "last"])
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES + [torch.float16])
 @pytest.mark.parametrize("seed", [1, 2])
 @pytest.mark.parametrize("mask_kind", ["random", "left", "none"])
 def test_triton_matches_float64(device, pooling, dtype, seed, mask_kind):  # noqa: F811
