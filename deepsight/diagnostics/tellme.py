@@ -30,7 +30,7 @@ from deepsight.capture import Capture, CaptureSpec, iter_batches
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.data.tellme import load_tellme
 from deepsight.diagnostics._chat_tokens import pad_id, render_chats, tokenize
-from deepsight.diagnostics._hidden_states import input_device, num_blocks
+from deepsight.diagnostics._model_io import input_device, num_blocks
 from deepsight.diagnostics.registry import ScanContext, register_scan
 from deepsight.diagnostics.tellme_metrics import NAMES, coding_rates, distance_metrics, erank
 from deepsight.errors import ConfigError

@@ -2,11 +2,12 @@
 
 Paper: X-Boundary (arXiv 2502.09990); definitions in ../shared/spec/DIAGNOSTICS.md section 1.
 Every chat (with its assistant reply) is rendered with the chat template, tokenized without
-special tokens and truncated to ``max_length``; at each chosen ``hidden_states`` index the
-valid tokens are mean-pooled and only per-class moments are kept (``ClassMoments``), so the
-cost is one length-bucketed forward (right padding: with causal attention the real tokens'
-states are exactly those of the reference's pad-to-1024 batches) that stops after the deepest
-index needed. ``layers="all"`` gets every index 0..L in the same single pass.
+special tokens and truncated to ``max_length``. At each chosen ``hidden_states`` index (engine
+site ``hidden_states`` of ``deepsight.capture.Capture``) the valid tokens are mean-pooled and only
+per-class moments are kept (``ClassMoments``). The cost is one length-bucketed forward (right
+padding: with causal attention the real tokens' states are exactly those of the reference's
+pad-to-1024 batches) that stops after the deepest index needed; ``layers="all"`` gets every
+index 0..L in the same single pass.
 
 Layer indices are ``hidden_states`` indices: 0 = embeddings, i = output of block i-1, L = the
 final norm's output (as transformers returns it). Pooled rows (N x d) are kept only for the
@@ -23,11 +24,11 @@ from typing import Any
 
 import torch
 
-from deepsight.capture.batching import iter_batches
+from deepsight.capture import Capture, CaptureSpec, iter_batches
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.data.xboundary import CLASS_NAMES, load_xboundary
 from deepsight.diagnostics._chat_tokens import pad_id, render_chats, tokenize
-from deepsight.diagnostics._hidden_states import HiddenStateTap, input_device, num_blocks, run_decoder
+from deepsight.diagnostics._model_io import input_device, num_blocks
 from deepsight.diagnostics.registry import ScanContext, register_scan
 from deepsight.diagnostics.xboundary_metrics import ClassMoments, summarize_layers, xboundary_metrics
 from deepsight.errors import ConfigError
@@ -83,25 +84,24 @@ def collect_pooled_moments(
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     moments: dict[int, ClassMoments] = {}
     rows: dict[int, torch.Tensor] = {}
-    state: dict[str, Any] = {}
 
-    def on_state(idx: int, h: torch.Tensor) -> None:
-        mask = state["mask"].to(h.device)
-        pooled = _masked_mean(h, mask)  # (B, d)
+    def sink(ev: Any) -> None:  # on the layer's device; reduce="none": ev.value (B, T, d), ev.mask (B, T)
+        idx = ev.layer
+        pooled = _masked_mean(ev.value, ev.mask)  # (B, d)
         if idx not in moments:
             moments[idx] = ClassMoments(pooled.shape[1], device=pooled.device)
-        moments[idx].update(pooled, state["labels"].to(pooled.device))
+        moments[idx].update(pooled, ev.take("labels"))
         if idx in keep_rows:
             if idx not in rows:
                 rows[idx] = torch.zeros(len(chats), pooled.shape[1], dtype=torch.float32, device=pooled.device)
-            rows[idx].index_copy_(0, state["index"].to(pooled.device), pooled.float())
+            rows[idx].index_copy_(0, ev.take("index"), pooled.float())
 
     device = input_device(anatomy, model)
-    with HiddenStateTap(anatomy, model, layers, on_state):
+    spec = CaptureSpec("hidden_states", layers, reduce="none")
+    with Capture(model, [spec], sink, anatomy=anatomy) as cap:  # stops after the deepest index
         for batch in iter_batches(ids, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side="right",
                                   max_batch_size=max_batch_size, device=device):
-            state.update(mask=batch.attention_mask, labels=labels[batch.index], index=batch.index)
-            run_decoder(anatomy, model, batch.input_ids, batch.attention_mask)
+            cap.forward(batch.input_ids, batch.attention_mask, labels=labels[batch.index], index=batch.index)
     return moments, rows
 
 
