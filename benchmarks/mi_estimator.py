@@ -8,9 +8,10 @@ and, for the value check, in float64. DeepSight: ``HSICAnswer(y).mi(states)`` (R
 low-rank Chebyshev + Woodbury, batched), float64.
 
 Inputs (realistic activation vectors):
-- d = 576: SmolLM2-135M-Instruct last-block outputs (pre-norm) at every token of GSM8K
-  problems (answer = the state at the last token of the first solution); they contain the
-  model's massive-activation coordinates (|x| up to a few hundred).
+- d = 576: SmolLM2-135M-Instruct last-block outputs (pre-norm) at every token but the first
+  of GSM8K problems (answer = the state at the last token of the first solution); they contain
+  the model's massive-activation coordinates (|x| up to a few hundred). Position 0 (attention
+  sink, |x| in the thousands) is left out: MI-Peaks never uses it as a reasoning state.
 - d = 4096: synthetic, documented: Student-t (3 dof) coordinates scaled by 2, plus 4 fixed
   "massive activation" coordinates at +-(100..400) that vary a little per token, like the
   outlier dimensions of Llama-class hidden states; the answer vector likewise.
@@ -65,7 +66,8 @@ def smollm2_states(n_tokens: int, data_dir: Path) -> tuple[torch.Tensor, torch.T
     model, tok = lm.model, lm.tokenizer
     block = inspect_model(model).blocks[-1]
     cap: list[torch.Tensor] = []
-    h = block.register_forward_hook(lambda m, a, o: cap.append((o[0] if isinstance(o, tuple) else o)[0].detach()))
+    # position 0 (the attention-sink token, |x| in the thousands) is never a reasoning state: left out
+    h = block.register_forward_hook(lambda m, a, o: cap.append((o[0] if isinstance(o, tuple) else o)[0, 1:].detach()))
     items = load_mi_peaks_items(data_dir / "mi_peaks" / "gsm8k" / "test.jsonl", 64)
     with torch.no_grad():
         model(torch.tensor([tok(items[0].solution)["input_ids"]]))
@@ -82,7 +84,7 @@ def smollm2_states(n_tokens: int, data_dir: Path) -> tuple[torch.Tensor, torch.T
 def synthetic_states(n_tokens: int, d: int = 4096, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = np.random.default_rng(seed)
     x = 2.0 * g.standard_t(3, size=(n_tokens + 1, d))
-    dims = np.array([17, 1023, 2048, 3999])
+    dims = (np.array([17, 1023, 2048, 3999]) * d) // 4096
     base = np.array([120.0, -250.0, 400.0, -100.0])
     x[:, dims] = base * (1 + 0.05 * g.standard_normal((n_tokens + 1, 4)))
     t = torch.tensor(x)
