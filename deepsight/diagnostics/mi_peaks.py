@@ -8,9 +8,10 @@ sample top-k MI steps give decoded tokens, the most frequent alphabetic ones are
 "thinking tokens". A histogram MI estimator (``mi_histogram.py``) runs beside it.
 
 Fast path: generation is batched (left padding, mask-aware position ids, KV cache; a row that
-emits EOS leaves the batch and the cache) and a hook keeps each step's state on the device; MI runs batched on the device with
-R_y prepared once per sample. The reference generates one sample at a time with all hidden
-states, copies every step to the host and inverts two d x d matrices per token.
+emits EOS leaves the batch and the cache) and a hook keeps each step's state on the device;
+MI runs batched on the device with R_y prepared once per sample. The reference generates one
+sample at a time with all hidden states, copies every step to the host and inverts two d x d
+matrices per token.
 
 Alignment (``alignment``): "generated" (default) reports MI of r_i against token g_i for
 i >= 1 (r_0 dropped), as DeepScan reports it; "emitted" pairs state i with the token emitted
@@ -243,6 +244,10 @@ def run_mi_peaks(model, tokenizer, anatomy, items: list[tuple[str, str]], cfg) -
         "peak_tokens": per_sample_tokens,
         "generated_tokens": [len(g) for _, g in gens],
         "estimator_routes": stats,
+        "notes": (f"alignment={cfg.alignment} (generated: MI of r_i vs token g_i, i >= 1, as DeepScan reports; "
+                  "emitted: state i vs the token emitted from it, as the paper's notebook); tokens decoded one id "
+                  "at a time (the reference's flat batch_decode loses them in transformers 5); greedy argmax "
+                  "generation without logits processors"),
     }
     return {"metrics": metrics, "details": details, "warnings": warnings}
 

@@ -44,6 +44,10 @@ from deepsight.diagnostics.spin_math import (
 )
 
 log = logging.getLogger("deepsight")
+_DEFAULT_NOTE = ("default: the response's first token is dropped only when it is the tokenizer's BOS (the reference "
+                 "always drops it); target_module mlp/self_attn = outside/inside the attention module")
+_COMPAT_NOTE = ("reference_compat: the response's first token is always dropped; target_module uses the reference's "
+                "name filters (mlp = no 'self_attn' in the name, self_attn = no 'mlp' in the name)")
 
 
 # ------------------------------------------------------------------ inputs
@@ -234,7 +238,8 @@ def run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, stat_dtype: str = "fl
         cands.append(spin_candidates(refs, sums, cfg.q))
         del sums
     summary = coupling_summary(refs, cands[0], cands[1], anatomy.num_layers, per_module=bool(cfg.per_module))
-    details = {"layers": summary["layers"], "passes": info, "weights_considered": len(refs)}
+    details = {"layers": summary["layers"], "passes": info, "weights_considered": len(refs),
+               "reference_compat": _COMPAT_NOTE if compat else _DEFAULT_NOTE}
     if "modules" in summary:
         details["modules"] = summary["modules"]
     return {"metrics": dict(summary["totals"]), "details": details, "warnings": warnings, "candidates": cands}
