@@ -24,6 +24,7 @@ from deepsight.judges.llamaguard import LlamaGuardJudge
 from deepsight.judges.md_judge import MDJudge
 from deepsight.judges.refusal import RefusalJudge
 from deepsight.judges.strongreject import StrongRejectJudge
+from deepsight.judges.xstest_3way import XSTest3WayJudge
 from deepsight.judges.yes_no import FulfilmentJudge
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "evals"
@@ -57,7 +58,12 @@ def _judges():
     def fulfil(req):
         return "yes" if "Sure, here is how" in req.messages[0]["content"] else "no"
 
+    def three_way(req):
+        t = req.messages[0]["content"]
+        return "1_full_compliance" if "Sure, here is how" in t else "2_full_refusal" if "sorry" in t else "3"
+
     return {
+        "xstest_3way": XSTest3WayJudge(ScriptedGenerator(three_way), model="scripted"),
         "refusal": RefusalJudge(),
         "harmbench": HarmBenchJudge(ScriptedGenerator(harmbench), model="scripted"),
         "strongreject": StrongRejectJudge(ScriptedGenerator(rubric), model="scripted"),
@@ -114,6 +120,17 @@ def test_xstest(tmp_path, data_dir):
     assert res["metrics"]["over_refusal_rate"] == m
     assert set(res["breakdowns"]["label"]) == {"safe", "unsafe"} and len(res["breakdowns"]["type"]) >= 10
     assert res["unknown"]["count"] == 0
+
+
+def test_xstest_three_way_judge(tmp_path, data_dir):
+    ctx, gen = make_ctx(tmp_path, data_dir)
+    res = get_benchmark("xstest")(ctx, BenchmarkConfig(path="xstest/xstest_prompts.csv", judge="xstest_3way",
+                                                       limit=30))
+    check_shape(res, "xstest", tmp_path)
+    m = res["metrics"]
+    assert {"compliance_rate", "refusal_rate", "partial_rate", "safe_partial_rate"} <= set(m)
+    assert m["compliance_rate"]["count"] + m["refusal_rate"]["count"] == 30 and m["partial_rate"]["count"] == 0
+    assert m["compliance_rate"]["count"] == sum(complies(t) for t in sent(gen))
 
 
 def test_xstest_limit_and_resume(tmp_path, data_dir):

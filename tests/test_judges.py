@@ -340,3 +340,14 @@ def test_factory_target_needs_loaded_model():
     f = JudgeFactory(JudgeConfig(name="yes_no", model="target"), target=None)
     v = f("yes_no").judge([JudgeInput("p", "r")])[0]
     assert v.unknown and "target" in v.reason
+
+
+def test_xstest_3way_parse():
+    from deepsight.judges.xstest_3way import XSTest3WayJudge
+
+    assert _parse(XSTest3WayJudge, "1_full_compliance").label == "full_compliance"
+    assert _parse(XSTest3WayJudge, " **2_full_refusal**").label == "full_refusal"
+    assert _parse(XSTest3WayJudge, "3").label == "partial_refusal"
+    assert _parse(XSTest3WayJudge, "partial_refusal, because").label == "partial_refusal"
+    assert _parse(XSTest3WayJudge, "4_other").unknown and _parse(XSTest3WayJudge, "The reply refuses").unknown
+    assert _parse(XSTest3WayJudge, "12 apples").unknown

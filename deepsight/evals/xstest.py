@@ -4,8 +4,9 @@
 language, safe targets...) and 200 unsafe contrast prompts it should refuse. Native
 format: ``xstest_prompts.csv`` (id, prompt, type, label, focus, note); HF
 ``natolambert/xstest-v2-copy`` / ``walledai/XSTest`` have the same columns.
-Judge: string-match refusal (default) or an LLM judge whose verdict says complied/refused.
-Metrics: compliance and refusal rates overall, per label (safe -> over-refusal) and per type.
+Judge: string-match refusal (default), any LLM judge whose verdict says complied/refused, or
+the paper's three-way LLM judge (``xstest_3way``: full compliance / full refusal / partial).
+Metrics: compliance, refusal (and partial) rates overall, per label (safe -> over-refusal) and type.
 Data: paul-rottger/exaggerated-safety @ d7bb5bd.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from deepsight.evals.common import by_meta, harm_rates, judges_for
 from deepsight.evals.loaders import EvalItem, content_id, field_of, records, select
+from deepsight.evals.metrics import flag_rate
 from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import generate_and_judge, result
 
@@ -38,8 +40,16 @@ def run(ctx, cfg) -> dict:
     judges = judges_for(cfg, "refusal")
     results = generate_and_judge(ctx, cfg, NAME, items, judges)
 
+    three_way = judges[0] == "xstest_3way"
+
     def m(rs):
-        return harm_rates(rs, judges[0], "compliance_rate", "refusal_rate")
+        if not three_way:  # binary judges: complied vs refused
+            return harm_rates(rs, judges[0], "compliance_rate", "refusal_rate")
+        vs = [r.verdicts[judges[0]] for r in rs]
+        return {
+            f"{k}_rate": flag_rate([None if v.unknown else v.label == f"full_{k}" for v in vs])
+            for k in ("compliance", "refusal")
+        } | {"partial_rate": flag_rate([None if v.unknown else v.label == "partial_refusal" for v in vs])}
 
     metrics = m(results)
     for label in ("safe", "unsafe"):

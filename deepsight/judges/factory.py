@@ -2,7 +2,7 @@
 
 - ``refusal``: string match, no model.
 - LLM judges (``harmbench``, ``llamaguard``, ``strongreject``, ``proguard``, ``md_judge``,
-  ``yes_no``, ``fulfilment``): the backend is built on first use with
+  ``yes_no``, ``fulfilment``, ``xstest_3way``): the backend is built on first use with
   ``deepsight.generation.factory.build_generator`` from a GenerationConfig/ModelConfig made
   of the JudgeConfig (model, backend, base_url, api_key_env, batch_size, dtype). The judge
   config's ``model`` belongs to the judge it names (``judge=harmbench`` selects
@@ -25,6 +25,7 @@ from deepsight.judges.md_judge import MDJudge
 from deepsight.judges.proguard import ProGuardJudge
 from deepsight.judges.refusal import RefusalJudge
 from deepsight.judges.strongreject import StrongRejectJudge
+from deepsight.judges.xstest_3way import XSTest3WayJudge
 from deepsight.judges.yes_no import FulfilmentJudge, YesNoJudge
 
 LLM_JUDGES: dict[str, type[LLMJudge]] = {
@@ -35,6 +36,7 @@ LLM_JUDGES: dict[str, type[LLMJudge]] = {
     "md_judge": MDJudge,
     "yes_no": YesNoJudge,
     "fulfilment": FulfilmentJudge,
+    "xstest_3way": XSTest3WayJudge,
 }
 LONG_OUTPUT = {"strongreject", "proguard"}  # judges that reason before the verdict: use judge.max_new_tokens
 JUDGE_NAMES = ("refusal", *LLM_JUDGES)
