@@ -73,12 +73,14 @@ def generate_and_judge(
         params = sampling_params(ctx, cfg)
         requests = [build_request(it, cfg) for it in items]
         backend = getattr(ctx.generator, "name", type(ctx.generator).__name__)
-        gen_keys = [
-            stable_hash(
-                {"model": ctx.model_name, "backend": backend, "id": it.id, "request": asdict(r), "params": params.key()}
-            )
-            for it, r in zip(items, requests)
-        ]
+        base = {
+            "model": ctx.model_name,
+            "model_key": ctx.extras.get("model_key"),  # e.g. the resolved model path, when the caller knows it
+            "backend": backend,
+            "default_system_prompt": _get(ctx.generation, "system_prompt"),  # the backend's own default
+            "params": params.key(),
+        }
+        gen_keys = [stable_hash(base | {"id": it.id, "request": asdict(r)}) for it, r in zip(items, requests)]
         gens: dict[str, Generation] = {}
         for k in gen_keys:
             if k in store:
