@@ -31,7 +31,12 @@ def test_loader_on_real_data(data_dir):
     assert chats[0].messages == [{"role": "user", "content": first["prompt"]},
                                  {"role": "assistant", "content": first["response"] + SUFFIX}]
     assert chats[0].label == (1 if first["is_safe"] == "True" else 0)
-    assert len(load_tellme(path, limit=37)) == 37
+    head = load_tellme(path, limit=37, balanced=False)
+    assert [c.row for c in head] == list(range(37)) and {c.label for c in head} == {0}  # unsafe rows come first
+    bal = load_tellme(path, limit=37)
+    assert len(bal) == 37 and sum(c.label for c in bal) == 18
+    assert [c.row for c in bal] == sorted(c.row for c in bal)
+    assert [c.row for c in bal if c.label == 1] == [c.row for c in chats if c.label == 1][:18]
 
 
 def test_loader_bad_input(tmp_path):
@@ -189,7 +194,10 @@ def test_registered_scan_on_real_data(data_dir, tmp_path):
     res = get_scan("tellme")(ctx, replace(TELLMEConfig(), limit=40, max_length=64))
     assert set(res["metrics"]) == set(NAMES)
     assert res["details"]["num_samples"] == 40 and res["config"]["limit"] == 40
-    # the file lists the 1000 unsafe rows first: a head of 40 has one class -> NaN distances and a warning
+    assert res["details"]["counts"] == {"unsafe": 20, "safe": 20}  # balanced head of each label
+    assert all(math.isfinite(v) for v in res["metrics"].values())
+    # reference compat: the file lists the 1000 unsafe rows first, a head of 40 has one class -> NaN + warning
+    res = get_scan("tellme")(ctx, replace(TELLMEConfig(), limit=40, max_length=64, reference_compat=True))
     assert res["details"]["counts"] == {"unsafe": 40, "safe": 0}
     assert math.isfinite(res["metrics"]["R_diff"]) and math.isnan(res["metrics"]["L2"])
     assert any("one class" in w for w in res["warnings"])

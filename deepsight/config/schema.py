@@ -63,7 +63,7 @@ class XBoundaryConfig:
 class TELLMEConfig:
     data_path: str = "tellme/test.csv"
     layer: int | None = None  # block output; None = max(0, floor(0.6666 L) - 1)
-    limit: int | None = None  # rows to use (None = all)
+    limit: int | None = None  # rows to use (None = all): first limit/2 of each label (reference_compat: head)
     batch_size: int = 16  # max rows per length-bucketed batch (also capped by hardware.max_batch_tokens)
     eps: float = 0.1
     suffix: str = "Start evaluating the safety of my responses."

@@ -1,8 +1,12 @@
 """TELLME data: the BeaverTails-derived CSV (``prompt``, ``response``, ``is_safe``) as labelled chats.
 
 Spec: ../shared/spec/DIAGNOSTICS.md section 2. Chat = [user: prompt, assistant: response + suffix],
-the suffix appended with no space. Label 1 = safe, 0 = unsafe. ``limit`` keeps the first rows
-(the reference's ``head(max_rows)``).
+the suffix appended with no space. Label 1 = safe, 0 = unsafe.
+
+``limit``: with ``balanced=True`` (default) the first ``limit // 2`` rows of each label (the
+shipped file lists its 1000 unsafe rows before the 1000 safe ones, so a plain head would hold one
+class), the rest of the limit filled from the unsafe rows if odd; with ``balanced=False`` the first
+``limit`` rows (the reference's ``head(max_rows)``). Rows stay in file order either way.
 
 Usage::
 
@@ -30,7 +34,7 @@ def parse_is_safe(value: str, where: str) -> int:
     raise DataFormatError(f"{where}: is_safe={value!r} is not a boolean (True/False/1/0)")
 
 
-def load_tellme(path: Path, limit: int | None = None, suffix: str = "") -> list[LabeledChat]:
+def load_tellme(path: Path, limit: int | None = None, suffix: str = "", balanced: bool = True) -> list[LabeledChat]:
     path = Path(path)
     if limit is not None and limit < 1:
         raise ConfigError(f"scan.tellme.limit={limit} must be >= 1 or null")
@@ -42,7 +46,7 @@ def load_tellme(path: Path, limit: int | None = None, suffix: str = "") -> list[
             if missing:
                 raise DataFormatError(f"{path}: missing column(s) {missing}; header is {reader.fieldnames}")
             for i, rec in enumerate(reader):
-                if limit is not None and i >= limit:
+                if limit is not None and not balanced and i >= limit:
                     break
                 where = f"{path} record {i} (line {reader.line_num})"
                 if any(rec.get(c) is None for c in REQUIRED):
@@ -59,4 +63,12 @@ def load_tellme(path: Path, limit: int | None = None, suffix: str = "") -> list[
         raise DataFormatError(f"{path}: malformed CSV: {e}") from e
     if not chats:
         raise DataFormatError(f"{path}: no data rows")
+    if limit is not None and balanced:
+        quota = {1: limit // 2, 0: limit - limit // 2}
+        kept = []
+        for c in chats:
+            if quota[c.label] > 0:
+                quota[c.label] -= 1
+                kept.append(c)
+        chats = kept
     return chats

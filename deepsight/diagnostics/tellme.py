@@ -144,7 +144,8 @@ def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> d
 def run_tellme(ctx: ScanContext, cfg: Any) -> dict:
     from deepsight.diagnostics.xboundary import _config_dict
 
-    chats = load_tellme(ctx.data_path(cfg.data_path, "scan.tellme.data_path"), limit=cfg.limit, suffix=cfg.suffix)
+    chats = load_tellme(ctx.data_path(cfg.data_path, "scan.tellme.data_path"), limit=cfg.limit, suffix=cfg.suffix,
+                        balanced=not cfg.reference_compat)
     result = tellme_from_chats(ctx, cfg, chats)
     result["config"] = _config_dict(cfg)
     return result
