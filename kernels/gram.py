@@ -15,6 +15,8 @@ are split across programs (split-K) that add their partial tiles with atomics.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .utils import FLOAT_INPUTS, cdiv, check_accumulator, check_float_input, check_labels, interpreting, lazy_jit, tl
@@ -61,19 +63,22 @@ def _gram_kernel(
             b = b.to(tl.float32)
         acc = tl.dot(tl.trans(a), b, acc, input_precision=INPUT_PRECISION)
 
-    base = out_ptr + pid_seg.to(tl.int64) * stride_out_k
-    rows_i = offs_i.to(tl.int64)[:, None] * D
-    rows_j = offs_j.to(tl.int64)[:, None] * D
-    tl.atomic_add(base + rows_i + offs_j[None, :], acc.to(out_ptr.dtype.element_ty), mask=i_ok[:, None] & j_ok[None, :])
-    if ti != tj:  # mirror tile: G[J, I] += acc^T
-        acc_t = tl.trans(acc).to(out_ptr.dtype.element_ty)
-        tl.atomic_add(base + rows_j + offs_i[None, :], acc_t, mask=j_ok[:, None] & i_ok[None, :])
+    if end > start:  # programs past their segment's end add nothing
+        base = out_ptr + pid_seg.to(tl.int64) * stride_out_k
+        rows_i = offs_i.to(tl.int64)[:, None] * D
+        rows_j = offs_j.to(tl.int64)[:, None] * D
+        tile = acc.to(out_ptr.dtype.element_ty)
+        tl.atomic_add(base + rows_i + offs_j[None, :], tile, mask=i_ok[:, None] & j_ok[None, :])
+        if ti != tj:  # mirror tile: G[J, I] += acc^T
+            acc_t = tl.trans(acc).to(out_ptr.dtype.element_ty)
+            tl.atomic_add(base + rows_j + offs_i[None, :], acc_t, mask=j_ok[:, None] & i_ok[None, :])
 
 
+@functools.lru_cache(maxsize=64)
 def _upper_tiles(n_tiles: int, device: torch.device) -> torch.Tensor:
-    """(n_tiles * (n_tiles + 1) / 2, 2) int32 table of tile pairs (i, j) with i <= j."""
-    i, j = torch.triu_indices(n_tiles, n_tiles)
-    return torch.stack([i, j], dim=1).to(device=device, dtype=torch.int32).contiguous()
+    """(n_tiles * (n_tiles + 1) / 2, 2) int32 table of tile pairs (i, j) with i <= j, built on the device."""
+    ij = torch.triu_indices(n_tiles, n_tiles, device=device, dtype=torch.int32)  # (2, n_pairs)
+    return ij.T.contiguous()
 
 
 def _check(x, gram, labels, class_grams) -> None:
@@ -91,6 +96,7 @@ def _check(x, gram, labels, class_grams) -> None:
 
 
 def _launch(x, rows, seg, out, n_segments: int, max_rows: int, allow_tf32: bool) -> None:
+    """One launch over ``n_segments`` row segments of at most ``max_rows`` rows (an upper bound, no sync)."""
     N, D = x.shape
     interp = interpreting()
     BLOCK_M = 16 if interp else (64 if D <= 1024 else 128)
@@ -125,19 +131,20 @@ def gram_update_triton(x, gram, labels=None, class_grams=None, allow_tf32: bool 
     N, D = x.shape
     if N == 0 or D == 0:
         return
-    seg = torch.tensor([0, N], dtype=torch.int64, device=x.device)
+    seg = torch.zeros(2, dtype=torch.int64, device=x.device)
+    seg[1] = N  # segment [0, N): built on the device (no host-to-device copy, no sync)
     _launch(x, None, seg, gram, 1, N, allow_tf32)
     if labels is not None:
         K = class_grams.shape[0]
-        labels = labels.to(device=x.device, dtype=torch.int64)
-        kept = torch.nonzero(labels >= 0).flatten()  # rows that belong to a class
-        order = kept[torch.argsort(labels[kept], stable=True)].contiguous()  # row indices grouped by class
-        per_class = torch.bincount(labels[kept], minlength=K)  # (K,)
+        if K == 0:
+            return
+        lab = labels.to(device=x.device, dtype=torch.int64)
+        key = torch.where((lab >= 0) & (lab < K), lab, K)  # (N,) rows of no class -> pseudo-class K, never read
+        order = torch.argsort(key, stable=True)  # (N,) row indices grouped by class
+        per_class = torch.zeros(K + 1, dtype=torch.int64, device=x.device).scatter_add_(0, key, torch.ones_like(key))
         seg = torch.zeros(K + 1, dtype=torch.int64, device=x.device)
-        seg[1:] = torch.cumsum(per_class, 0)
-        max_rows = int(per_class.max()) if K else 0
-        if K and max_rows:
-            _launch(x, order, seg, class_grams, K, max_rows, allow_tf32)
+        seg[1:] = torch.cumsum(per_class[:K], 0)  # class k owns order[seg[k]:seg[k + 1]]
+        _launch(x, order, seg, class_grams, K, N, allow_tf32)  # N bounds every class: no sync for the sizes
 
 
 def gram_update_ref(x, gram, labels=None, class_grams=None) -> None:

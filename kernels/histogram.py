@@ -82,7 +82,9 @@ def _joint_histogram_kernel(
 
 
 def _as_row_param(v, S: int, device: torch.device, name: str) -> torch.Tensor:
-    t = torch.as_tensor(v, dtype=torch.float32, device=device)
+    if not isinstance(v, torch.Tensor):  # a Python number: filled on the device (no host-to-device copy)
+        return torch.full((S,), float(v), dtype=torch.float32, device=device)
+    t = v.to(device=device, dtype=torch.float32)
     if t.dim() == 0:
         return t.expand(S)
     if tuple(t.shape) != (S,):

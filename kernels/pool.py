@@ -36,7 +36,7 @@ POOLINGS = {"mean": 0, "sum": 1, "last": 2}
 def _pooled_class_sum_kernel(
     hidden_ptr, mask_ptr, labels_ptr, sums_ptr, counts_ptr,
     stride_h_b, stride_h_t, stride_h_d, stride_m_b, stride_m_t,
-    T, D, T_PER_SPLIT,
+    T, D, K, T_PER_SPLIT,
     POOLING: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     """Program (b, d-block, t-split): p = pool(hidden[b, t-split, d-block]); atomically add to sums[labels[b]]."""
@@ -49,7 +49,7 @@ def _pooled_class_sum_kernel(
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     d_ok = offs_d < D
     col_off = offs_d.to(tl.int64) * stride_h_d
-    t_end = tl.where(label >= 0, T, 0)  # ignored rows read nothing
+    t_end = tl.where((label >= 0) & (label < K), T, 0)  # ignored rows (no class) read nothing
 
     # Valid tokens of the whole row (the mean's denominator) and the last valid position.
     n_valid = tl.zeros([BLOCK_T], dtype=tl.float32)
@@ -90,7 +90,7 @@ def _pooled_class_sum_kernel(
         if POOLING == 0:
             acc = acc / tl.maximum(cnt, 1e-9)
 
-    ok = (label >= 0) & (cnt > 0)
+    ok = (label >= 0) & (label < K) & (cnt > 0)
     safe_label = tl.where(ok, label, 0).to(tl.int64)
     d_ok = offs_d < tl.where(ok, D, 0)  # (a vector & scalar mask trips the interpreter's atomics)
     tl.atomic_add(sums_ptr + safe_label * D + offs_d, acc.to(sums_ptr.dtype.element_ty), mask=d_ok)
@@ -140,7 +140,7 @@ def pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling: str = "
     _pooled_class_sum_kernel[(B, n_d, n_split)](
         hidden, m, labels, sums, counts,
         hidden.stride(0), hidden.stride(1), hidden.stride(2), stride_m[0], stride_m[1],
-        T, D, t_per_split,
+        T, D, sums.shape[0], t_per_split,
         POOLING=POOLINGS[pooling], HAS_MASK=mask is not None, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D,
         num_warps=4,
     )  # fmt: skip

@@ -37,7 +37,8 @@ def strides(*names: str) -> dict[str, str]:
 
 def main() -> int:
     pool_sig = dict(hidden_ptr="*bf16", mask_ptr="*u8", labels_ptr="*i64", sums_ptr="*fp32", counts_ptr="*fp32")
-    pool_sig |= strides("stride_h_b", "stride_h_t", "stride_h_d", "stride_m_b", "stride_m_t", "T", "D", "T_PER_SPLIT")
+    pool_sig |= strides("stride_h_b", "stride_h_t", "stride_h_d", "stride_m_b", "stride_m_t")
+    pool_sig |= strides("T", "D", "K", "T_PER_SPLIT")
     for pooling in (0, 1, 2):
         build(pool._pooled_class_sum_kernel, pool_sig, dict(POOLING=pooling, HAS_MASK=True, BLOCK_T=32, BLOCK_D=128))
     pool_sig64 = pool_sig | dict(hidden_ptr="*fp32", sums_ptr="*fp64", counts_ptr="*i64")

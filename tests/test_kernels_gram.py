@@ -109,3 +109,20 @@ def test_backend_switch():
         dispatch.set_default_backend("cuda")
     with pytest.raises(ValueError, match="kernel backend"):
         dispatch.resolve_backend("gpu", (torch.zeros(1),))
+
+
+def test_out_of_range_labels_are_ignored_by_the_kernel(device, monkeypatch):  # noqa: F811
+    """CUDA labels are not range-checked (that would sync): rows labelled >= K join no class Gram."""
+    from deepsight.kernels import gram as gram_module
+
+    monkeypatch.setattr(gram_module, "check_labels", lambda *args: None)  # what happens for CUDA labels
+    x, labels, K = make_case(6, torch.float32, device)
+    bad = labels.clone()
+    bad[:3] = K + 2
+    D = x.shape[1]
+    g = torch.zeros(D, D, device=device)
+    classes = torch.zeros(K, D, D, device=device)
+    gram_update_triton(x, g, bad, classes)
+    exp_gram, exp_classes = direct_gram(x, torch.where(bad.cpu() >= K, -1, bad.cpu()), K)
+    assert_close64(g, exp_gram, rel=1e-5, what="gram")
+    assert_close64(classes, exp_classes, rel=1e-5, what="class grams")

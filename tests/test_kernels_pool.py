@@ -130,3 +130,20 @@ def test_bad_inputs_name_the_argument():
         pooled_class_sum_ref(hidden, torch.ones(2, 4), torch.tensor([0, 1]), torch.zeros(2, 5), torch.zeros(2))
     with pytest.raises(ValueError, match="sums"):
         pooled_class_sum_ref(hidden, None, torch.tensor([0, 1]), torch.zeros(2, 5, dtype=torch.int32), torch.zeros(2))
+
+
+def test_out_of_range_labels_are_ignored_by_the_kernel(device, monkeypatch):  # noqa: F811
+    """CUDA labels are not range-checked (that would sync): the kernel must skip labels >= K, not write past sums."""
+    from deepsight.kernels import pool
+
+    monkeypatch.setattr(pool, "check_labels", lambda *args: None)  # what happens for CUDA labels
+    hidden, mask, labels, K = make_case(8, torch.float32, device)
+    bad = labels.clone()
+    bad[0] = K  # one past the last class
+    big_sums = torch.zeros(K + 1, hidden.shape[2], device=device)  # row K: guard against a stray write
+    big_counts = torch.zeros(K + 1, device=device)
+    pool.pooled_class_sum_triton(hidden, mask, bad, big_sums[:K], big_counts[:K], "mean")
+    exp_sums, exp_counts = direct_pool(hidden, mask, torch.where(bad.cpu() >= K, -1, bad.cpu()), K, "mean")
+    assert_close64(big_sums[:K], exp_sums, what="sums")
+    assert torch.equal(big_counts[:K].cpu().double(), exp_counts)
+    assert not big_sums[K].any() and big_counts[K] == 0
