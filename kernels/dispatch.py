@@ -9,6 +9,9 @@ from ``hardware.kernel_backend`` with :func:`set_default_backend` (or temporaril
 
 All ops accumulate IN PLACE into fp32/fp64 accumulators; inputs may be bf16/fp16/fp32
 (fp64 inputs take the torch path). See each op's module for its formula and layout.
+The Triton launchers of the per-batch ops (pooling, Gram, histogram, |grad| sum) never
+read device values back, so they add no host sync: labels are range-checked only when
+they live on the CPU, and CUDA labels >= K are ignored like negative ones.
 
 Usage::
 
