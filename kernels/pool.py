@@ -106,12 +106,16 @@ def _check(hidden, mask, labels, sums, counts, pooling) -> None:
         raise ValueError(f"pooling: expected one of {sorted(POOLINGS)}, got {pooling!r}")
     if mask is not None and tuple(mask.shape) != (B, T):
         raise ValueError(f"mask: expected shape {(B, T)} like hidden {tuple(hidden.shape)}, got {tuple(mask.shape)}")
+    if mask is not None and mask.device != hidden.device:
+        raise ValueError(f"mask on {mask.device}, hidden on {hidden.device}")
     if sums.dim() != 2 or sums.shape[1] != D:
         raise ValueError(f"sums: expected shape (K, {D}), got {tuple(sums.shape)}")
     K = sums.shape[0]
     check_accumulator("sums", sums, (K, D), hidden.device)
     if tuple(counts.shape) != (K,) or not counts.is_contiguous() or counts.device != hidden.device:
         raise ValueError(f"counts: expected a contiguous tensor of shape ({K},) on {hidden.device}")
+    if counts.dtype not in (torch.int32, torch.int64, torch.float32, torch.float64):
+        raise ValueError(f"counts: expected int32/int64/float32/float64, got {counts.dtype}")
     check_labels("labels", labels, B, K)
 
 
