@@ -98,6 +98,8 @@ def _check(delta, x, acc, token_mask) -> None:
     check_accumulator("acc", acc, (O, x.shape[2]), x.device)
     if token_mask is not None and tuple(token_mask.shape) != (S, T):
         raise ValueError(f"token_mask: expected shape ({S}, {T}), got {tuple(token_mask.shape)}")
+    if token_mask is not None and token_mask.device != delta.device:
+        raise ValueError(f"token_mask on {token_mask.device}, delta on {delta.device}")
 
 
 def grad_abs_sum_triton(delta, x, acc, token_mask=None, allow_tf32: bool = False) -> None:
