@@ -88,6 +88,9 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(cfg.hardware.num_threads)
+    from deepsight.kernels.dispatch import set_default_backend
+
+    set_default_backend(cfg.hardware.kernel_backend)  # what backend="auto" means in every statistic
 
     loaded = None
     status = "completed"
