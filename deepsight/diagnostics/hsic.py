@@ -89,13 +89,6 @@ def _middle(half: np.ndarray | torch.Tensor, r: int, sigma: float, q: torch.Tens
     return q @ ktt @ q.T
 
 
-def _cheb_basis(s: torch.Tensor, r: int) -> torch.Tensor:
-    """(..., m) scaled values in [-1, 1] -> (..., m, r) with T_k(s) = cos(k arccos s)."""
-    theta = torch.arccos(s.clamp(-1.0, 1.0))
-    k = torch.arange(r, dtype=s.dtype, device=s.device)
-    return torch.cos(theta.unsqueeze(-1) * k)
-
-
 @lru_cache(maxsize=4096)
 def _rank_for(rho_bucket: float, r_max: int) -> int:
     """Smallest r whose Chebyshev interpolation of s -> exp(-rho^2 (s - c)^2 / 2) on [-1, 1] (the kernel
@@ -121,21 +114,42 @@ def _rho_bucket(rho: float) -> float:
     return math.ceil(rho * 32.0) / 32.0 if rho > 0 else 0.0
 
 
-def _cheb_factors(v: torch.Tensor, r: int, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """K ~= T A T^T for each row of v (B, m): T (B, m, r) Chebyshev basis at the scaled values, A (B, r, r)."""
+def _scaled(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of v (B, m) mapped onto [-1, 1] by their own range: (s (B, m), half-width (B,))."""
     lo = v.min(dim=-1, keepdim=True).values
     hi = v.max(dim=-1, keepdim=True).values
     mid, half = (hi + lo) / 2, (hi - lo) / 2
     safe_half = torch.where(half > 0, half, torch.ones_like(half))
-    s = torch.where(half > 0, (v - mid) / safe_half, torch.zeros_like(v))  # (B, m) in [-1, 1]
+    return torch.where(half > 0, (v - mid) / safe_half, torch.zeros_like(v)), half.squeeze(-1)
+
+
+def _cheb_basis_and_moments(s: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """T (B, r, m) with T[b, k, i] = T_k(s_bi), and the moments mu (B, 2r - 1) = sum_i T_n(s_bi), by the
+    three-term recurrence T_{n+1} = 2 s T_n - T_{n-1} (stable on [-1, 1])."""
+    prev, cur = torch.ones_like(s), s.clone()
+    rows, moments = [prev], [prev.sum(-1)]
+    for n in range(1, 2 * r - 1):
+        if n < r:
+            rows.append(cur)
+        moments.append(cur.sum(-1))
+        prev, cur = cur, 2 * s * cur - prev
+    return torch.stack(rows, dim=1), torch.stack(moments, dim=1)
+
+
+def _centred_gram_from_moments(mu: torch.Tensor, r: int, m: int) -> torch.Tensor:
+    """T^T H T (B, r, r) from the moments: T_j T_k = (T_{j+k} + T_{|j-k|}) / 2, minus mu_j mu_k / m."""
+    j = torch.arange(r, device=mu.device)
+    plus, minus = (j[:, None] + j[None, :]), (j[:, None] - j[None, :]).abs()
+    gram = 0.5 * (mu[:, plus] + mu[:, minus])  # (B, r, r)
+    return gram - mu[:, :r, None] * mu[:, None, :r] / m
+
+
+def _cheb_factors(v: torch.Tensor, r: int, sigma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """K ~= T^T A T per row of v (B, m): T (B, r, m), A (B, r, r), and S = T H T^T (B, r, r)."""
+    s, half = _scaled(v)
     q = torch.as_tensor(_cheb_coeff_matrix(r), dtype=torch.float64, device=v.device)
-    return _cheb_basis(s, r), _middle(half.squeeze(-1), r, sigma, q)
-
-
-def _gram_centred(t: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """T^T H [T, other] for t (B, m, r), other (B, m, r2) -> (B, r, r + r2)."""
-    tc = t - t.mean(dim=1, keepdim=True)  # H T
-    return tc.transpose(1, 2) @ torch.cat([t, other], dim=2)
+    t, mu = _cheb_basis_and_moments(s, r)
+    return t, _middle(half, r, sigma, q), _centred_gram_from_moments(mu, r, v.shape[-1])
 
 
 class HSICAnswer:
@@ -160,12 +174,12 @@ class HSICAnswer:
         self.r_y = self.rank_of(self.y[None])[0]
         self.fy: tuple[torch.Tensor, torch.Tensor] | None = None
         if self.r_y:
-            t_y, a_y = _cheb_factors(self.y[None], self.r_y, self.sigma)  # (1, m, r_y), (1, r_y, r_y)
-            s_y = _gram_centred(t_y, t_y[:, :, :0])[0]  # T_y^T H T_y
+            t_y, a_y, s_y = (f[0] for f in _cheb_factors(self.y[None], self.r_y, self.sigma))  # T_y (r_y, m)
             eye = torch.eye(self.r_y, dtype=torch.float64, device=self.y.device)
             # Phi_y = A_y M_y^-1 with M_y = lam I + S_y A_y, i.e. Phi_y^T = (lam I + A_y S_y)^-1 A_y
-            phi_y = torch.linalg.solve(self.lam * eye + a_y[0] @ s_y, a_y[0]).T
-            self.fy = (t_y[0], phi_y)
+            phi_y = torch.linalg.solve(self.lam * eye + a_y @ s_y, a_y).T
+            g_y = (t_y - t_y.mean(dim=1, keepdim=True)).T.contiguous()  # H T_y: (m, r_y)
+            self.fy = (g_y, phi_y)
         self._ry_dense: torch.Tensor | None = None
         self.stats = {"low_rank": 0, "direct": 0}
 
@@ -205,13 +219,13 @@ class HSICAnswer:
     def _mi_low_rank(self, x: torch.Tensor, r: int) -> torch.Tensor:
         """tr(R_x R_y) = tr(A_x M_x^-1 C Phi_y C^T) with C = T_x^T H T_y, M_x = lam I + S_x A_x, S_x = T_x^T H T_x."""
         assert self.fy is not None
-        t_y, phi_y = self.fy
-        t_x, a_x = _cheb_factors(x, r, self.sigma)  # (B, m, r), (B, r, r)
-        both = _gram_centred(t_x, t_y.expand(x.shape[0], -1, -1))  # (B, r, r + r_y)
-        s_x, c = both[:, :, :r], both[:, :, r:]
+        g_y, phi_y = self.fy
+        b = x.shape[0]
+        t_x, a_x, s_x = _cheb_factors(x, r, self.sigma)  # (B, r, m), (B, r, r), (B, r, r)
+        c = (t_x.reshape(b * r, -1) @ g_y).view(b, r, -1)  # T_x^T H T_y: (B, r, r_y), one GEMM
+        p = (c.reshape(b * r, -1) @ phi_y).view(b, r, -1) @ c.transpose(1, 2)  # C Phi_y C^T: (B, r, r)
         eye = torch.eye(r, dtype=torch.float64, device=x.device)
         zt = torch.linalg.solve(self.lam * eye + a_x @ s_x, a_x)  # (A_x M_x^-1)^T: (B, r, r)
-        p = c @ phi_y @ c.transpose(1, 2)  # (B, r, r)
         return (zt * p).sum(dim=(1, 2))
 
     def _mi_direct(self, x: torch.Tensor) -> torch.Tensor:
