@@ -33,7 +33,7 @@ def test_eval_and_judge_yamls_compose_and_are_registered():
     assert set(EVALS) <= set(BENCHMARKS) and len(EVALS) >= 15
     cfg = _compose([f"eval=[{','.join(EVALS)}]", "audit=none"])
     assert set(cfg.eval) == set(EVALS)
-    assert cfg.eval.harmbench.subsets == ["standard", "contextual"] and cfg.eval.xstest.limit == 100
+    assert cfg.eval.harmbench.subsets == ["standard", "contextual"] and cfg.eval.xstest.limit == 60
     for j in JUDGES:
         jc = _compose([f"judge={j}"]).judge
         assert jc.name == j and j in JUDGE_NAMES
