@@ -305,3 +305,39 @@ def test_smollm2_batched_equals_unbatched(request):
     eos = eos_token_ids(loaded.model, loaded.tokenizer)
     body = [t for t in ref if t not in eos]
     assert batched[0].text == loaded.tokenizer.decode(body, skip_special_tokens=True)
+
+
+def test_step_callback_sees_one_call_per_forward_with_live_rows(tiny):
+    model, tok = tiny
+    prompts = [[20, 21, 22], [30, 31, 32, 33], [40]]
+    free = decode_batch(model, prompts, max_new_tokens=6, eos_ids=set(), pad_id=0)
+    stop_tok = free.tokens[1][1]  # row 1 stops after its second token (if that token is new to row 1)
+    assert stop_tok not in free.tokens[1][:1]
+    forwards: list[tuple[int, list[int]]] = []
+    calls: list[int] = []
+    hook = model.model.layers[-1].register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[0]))
+    try:
+        out = decode_batch(model, prompts, max_new_tokens=6, eos_ids={stop_tok}, pad_id=0,
+                           step_callback=lambda step, rows: forwards.append((step, list(rows))))
+    finally:
+        hook.remove()
+    assert [s for s, _ in forwards] == list(range(len(forwards)))
+    assert len(forwards) == len(calls) == max(len(t) for t in out.tokens)  # one forward per step
+    assert [len(r) for _, r in forwards] == calls  # the rows named are the rows in the forward
+    for step, rows in forwards:
+        assert rows == [i for i in range(3) if len(out.tokens[i]) > step]
+
+
+def test_factory_hf_reuses_loaded_model(tiny):
+    from types import SimpleNamespace
+
+    from deepsight.config.schema import GenerationConfig, ModelConfig
+    from deepsight.generation.factory import build_generator
+
+    model, tok = tiny
+    loaded = SimpleNamespace(model=model, tokenizer=tok, info={})
+    gen = build_generator(GenerationConfig(batch_size=3, system_prompt="S", max_batch_tokens=999), ModelConfig(),
+                          loaded)
+    assert gen.name == "hf" and gen.model is model and gen.batch_size == 3 and gen.max_batch_tokens == 999
+    assert gen.system_prompt == "S"
+    gen.close()

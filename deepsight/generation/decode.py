@@ -20,6 +20,7 @@ of the rows in that forward, which lets activation hooks attribute each call's b
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -106,6 +107,7 @@ def decode_batch(
     next_position = positions[:, -1] + 1  # (B,)
     rows = list(range(n))  # prompt index of each live batch row
     cache = _new_cache(model)
+    last_only = _last_logits_kwarg(model)  # compute the LM head on the last position only
     for step in range(max_new_tokens):
         out = model(
             input_ids=ids,
@@ -113,7 +115,7 @@ def decode_batch(
             position_ids=positions,
             past_key_values=cache,
             use_cache=True,
-            logits_to_keep=1,
+            **last_only,
         )
         cache = out.past_key_values
         if step_callback is not None:
@@ -140,6 +142,18 @@ def decode_batch(
         positions = next_position[:, None]  # (b, 1)
         next_position = next_position + 1
     return DecodeOutput(tokens, finish)
+
+
+def _last_logits_kwarg(model) -> dict[str, int]:
+    """``logits_to_keep=1`` (or the older ``num_logits_to_keep``) when the model's forward names it."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in params:
+            return {name: 1}
+    return {}
 
 
 def _new_cache(model):
