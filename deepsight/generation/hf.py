@@ -93,16 +93,19 @@ class HFGenerator:
             while start < len(order):
                 batch = plan_batches(lengths, order, start, self.batch_size, params.max_new_tokens,
                                      self.max_batch_tokens)
+                oom: str | None = None
                 try:
                     outs = self._run_batch([requests[i] for i in batch], [prompts[i] for i in batch], params)
                 except Exception as exc:
                     if not is_out_of_memory(exc):
                         raise
+                    oom = str(exc)  # leave the except block first: the traceback pins the batch's tensors
+                if oom is not None:
                     _free_accelerator_memory()
                     if len(batch) == 1:
                         results[batch[0]] = Generation(
                             id=requests[batch[0]].id, text="", prompt_tokens=lengths[batch[0]],
-                            finish_reason="error", error=f"out of memory even at batch size 1: {exc}",
+                            finish_reason="error", error=f"out of memory even at batch size 1: {oom}",
                         )
                         start += 1
                     else:
