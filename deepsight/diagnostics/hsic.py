@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -38,20 +37,6 @@ import torch
 
 # Max |K - T A T^T| accepted for the low-rank route (K entries are <= 1); gives MI within ~1e-8 relative.
 INTERP_TOL = 1e-11
-
-
-@contextmanager
-def _one_thread_on_cpu(t: torch.Tensor):
-    """Batched small LAPACK calls on CPU are much faster single-threaded (no OpenMP per tiny matrix)."""
-    if t.device.type != "cpu":
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def gaussian_kernel(v: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -221,10 +206,9 @@ class HSICAnswer:
         ranks = self.rank_of(x) if self.fy is not None else [0] * x.shape[0]
         low = [i for i, r in enumerate(ranks) if r > 0]
         high = [i for i, r in enumerate(ranks) if r == 0]
-        with _one_thread_on_cpu(x):  # many small ops: threads only add contention
-            for r in sorted({ranks[i] for i in low}):  # one batched call per rank
-                idx = torch.tensor([i for i in low if ranks[i] == r], device=x.device)
-                out[idx] = self._mi_low_rank(x[idx], r)
+        for r in sorted({ranks[i] for i in low}):  # one batched call per rank
+            idx = torch.tensor([i for i in low if ranks[i] == r], device=x.device)
+            out[idx] = self._mi_low_rank(x[idx], r)
         for start in range(0, len(high), self.direct_chunk):
             idx = torch.tensor(high[start : start + self.direct_chunk], device=x.device)
             out[idx] = self._mi_direct(x[idx])
