@@ -18,8 +18,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 if [ "${DEEPSIGHT_SKIP_VLLM:-0}" != "1" ] && [ -f scripts/vllm_server.sh ]; then
-    if url=$(bash scripts/vllm_server.sh start); then
-        export DEEPSIGHT_VLLM_URL="$url"
+    if exports=$(bash scripts/vllm_server.sh start); then
+        eval "$exports"  # export DEEPSIGHT_VLLM_URL=http://127.0.0.1:PORT/v1
         trap 'bash scripts/vllm_server.sh stop || true' EXIT
     else
         echo "vLLM server did not start: vllm tests will skip" >&2
