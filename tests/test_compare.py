@@ -45,6 +45,10 @@ def test_leaderboard_values(sweep):
     assert [r["model"] for r in rows] == ["model-c", "model-a", "model-b"]  # sorted paths: single/ < sweep/
     assert "eval/strongreject/mean_score" in columns and "eval/xstest/over_refusal_rate" in columns
     assert "eval/xstest/refusal_rate" not in columns  # headlines only
+    assert [c for c in columns if c.startswith("eval/")] == [
+        "eval/strongreject/mean_score", "eval/strongreject/refusal_rate", "eval/strongreject/unknown_rate",
+        "eval/xstest/over_refusal_rate", "eval/xstest/unsafe_compliance_rate", "eval/xstest/unknown_rate"]
+    assert columns.index("scan/xboundary/separation_score") < columns.index("scan/tellme/R_gap")  # result order
     assert "scan/xboundary/separation_score" in columns and "scan/tellme/R_gap" in columns
     for r in rows:
         res = runs[r["model"]]

@@ -98,7 +98,9 @@ def build_leaderboard(files: list[Path], all_metrics: bool = False) -> tuple[lis
         runs.append({"model": model_name(results), "audit": str((results.get("config") or {}).get("audit_name", "")),
                      "status": str(results.get("status", "unknown")), "run": str(f.parent),
                      "problems": len(stage_problems(results)), "cells": cells})
-    evals = sorted(c for c in columns if c.startswith("eval/"))
+    # benchmarks alphabetically, each with its metrics in result order and its unknown rate last
+    evals = sorted((c for c in columns if c.startswith("eval/")),
+                   key=lambda c: (c.split("/")[1], c.endswith("/unknown_rate"), columns.index(c)))
     scans = [c for c in columns if c.startswith("scan/")]
     return evals + scans, runs
 
