@@ -59,6 +59,12 @@ def build_generator(gen_cfg, model_cfg, loaded=None) -> Generator:
             path = str(ensure_default_model_dir())
         if getattr(model_cfg, "gguf_file", None):
             raise ConfigError("model.gguf_file is not supported by generation.backend=vllm: pass a model directory")
+        engine_args = _plain(gen_cfg.engine_args)
+        if model_cfg.device_map and "tensor_parallel_size" not in engine_args:
+            import torch
+
+            # A sharded model (hardware=multi_gpu) generates tensor-parallel over every visible GPU.
+            engine_args["tensor_parallel_size"] = max(1, torch.cuda.device_count())
         return VLLMGenerator(
             path,
             tokenizer=model_cfg.tokenizer,
@@ -68,7 +74,7 @@ def build_generator(gen_cfg, model_cfg, loaded=None) -> Generator:
             seed=gen_cfg.seed,
             system_prompt=gen_cfg.system_prompt,
             chat_template=model_cfg.chat_template,
-            engine_args=_plain(gen_cfg.engine_args),
+            engine_args=engine_args,
         )
     from deepsight.generation.openai_server import OpenAIServerGenerator
 
