@@ -122,6 +122,7 @@ def generate_and_judge(
                             "finish_reason": g.finish_reason,
                         }
                     )
+            log.info("%s: generated %d/%d", name, min(s + chunk, len(todo)), len(todo))
         results = [ItemResult(it, gens[k]) for it, k in zip(items, gen_keys)]
         for j in judges:
             _judge_all(ctx, store, name, results, gen_keys, j, judge_input)
