@@ -69,8 +69,8 @@ def _free_port() -> int:
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
 def test_gloo_all_reduce_equals_one_process(tmp_path):
     out = str(tmp_path / "reduced.pt")
-    # fork: the workers inherit the imported modules (spawn would re-import torch + transformers twice)
-    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=True, start_method="fork")
+    # spawn, not fork: a child forked after the parent used OpenMP threads (earlier tests) can deadlock
+    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=True, start_method="spawn")
     reduced = torch.load(out)
     # one process over all the data (the histogram: steps 0..6 from rank 1, 0..2 from rank 0)
     whole = _stats(slice(0, N), steps=0)
