@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,40 +20,9 @@ SITE_HOOKS = {
 }
 
 
-@dataclass
-class _LayerListAnatomy:
-    """Minimal stand-in for ``deepsight.models.anatomy.ModelAnatomy`` (decoder at ``model.model.layers``)."""
-
-    blocks: list[nn.Module]
-    attention: list[nn.Module | None] = field(default_factory=list)
-    mlp: list[nn.Module | None] = field(default_factory=list)
-    router: list[nn.Module | None] = field(default_factory=list)
-    experts: list[nn.Module | None] = field(default_factory=list)
-    final_norm: nn.Module | None = None
-
-    @property
-    def num_layers(self) -> int:
-        return len(self.blocks)
-
-
-def simple_anatomy(model: nn.Module) -> _LayerListAnatomy:
-    layers = list(model.model.layers)
-    mlps = [getattr(b, "mlp", None) for b in layers]
-    return _LayerListAnatomy(
-        blocks=layers,
-        attention=[getattr(b, "self_attn", None) for b in layers],
-        mlp=mlps,
-        router=[getattr(m, "gate", None) if hasattr(m, "experts") else None for m in mlps],
-        experts=[getattr(m, "experts", None) for m in mlps],
-        final_norm=getattr(model.model, "norm", None),
-    )
-
-
 def get_anatomy(model: nn.Module) -> Any:
-    try:
-        from deepsight.models.anatomy import inspect_model
-    except ImportError:  # the anatomy module is written concurrently
-        return simple_anatomy(model)
+    from deepsight.models.anatomy import inspect_model
+
     return inspect_model(model)
 
 
@@ -98,9 +66,9 @@ def site_module(anatomy: Any, site: str, layer: int) -> nn.Module:
     part, _ = SITE_HOOKS[site]
     if part == "blocks":
         return anatomy.blocks[layer]
-    per_block = getattr(anatomy, "layers", None)  # ModelAnatomy.layers[l]: BlockAnatomy with .attention, .mlp ...
-    module = getattr(per_block[layer], part) if per_block is not None else getattr(anatomy, part)[layer]
-    if site == "expert_input" and per_block is not None and not getattr(per_block[layer], "fused_experts", True):
+    block = anatomy.layers[layer]  # ModelAnatomy.layers[l]: BlockAnatomy with .attention, .mlp, .router, .experts
+    module = getattr(block, part)
+    if site == "expert_input" and not block.fused_experts:
         raise ConfigError(f"capture site 'expert_input': block {layer} keeps its experts as separate modules; "
                           "only fused expert modules (transformers 5 MoE) are supported")
     if module is None:
