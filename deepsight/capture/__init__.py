@@ -13,6 +13,7 @@ See docs/engine.md.
 
 from deepsight.capture.batching import Batch, iter_batches, length_buckets, pad_batch
 from deepsight.capture.engine import Capture, CaptureEvent, truncated_forward
+from deepsight.capture.gradients import GradCapture
 from deepsight.capture.spec import REDUCTIONS, SITES, CaptureSpec
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Capture",
     "CaptureEvent",
     "CaptureSpec",
+    "GradCapture",
     "iter_batches",
     "length_buckets",
     "pad_batch",
