@@ -233,3 +233,18 @@ def test_contextual_items_carry_context(tmp_path):
     item = EvalItem("c1", "Summarise the text", context="THE CONTEXT")
     generate_and_judge(_ctx(tmp_path, gen), BenchmarkConfig(), "t", [item], ["refusal"])
     assert gen.requests[0].messages[0]["content"] == "THE CONTEXT\n\n---\n\nSummarise the text"
+
+
+def test_length_chunks():
+    from deepsight.evals.runner import length_chunks
+
+    idx = list(range(10, 20))
+    lengths = [30, 2000, 40, 500, 35, 1900, 33, 45, 600, 31]
+    plain = length_chunks(idx, lengths, 4, homogeneous=False)
+    assert plain == [[10, 11, 12, 13], [14, 15, 16, 17], [18, 19]]
+    chunks = length_chunks(idx, lengths, 4, homogeneous=True)
+    assert sorted(i for c in chunks for i in c) == idx and all(len(c) <= 4 for c in chunks)
+    by_len = dict(zip(idx, lengths))
+    for c in chunks:  # no chunk mixes a short prompt with one more than twice as long (above 64 chars)
+        ls = [by_len[i] for i in c]
+        assert max(ls) <= 2 * max(min(ls), 64)

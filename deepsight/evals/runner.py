@@ -64,6 +64,27 @@ def default_judge_input(item: EvalItem, text: str) -> JudgeInput:
     )
 
 
+def _request_chars(r: GenerationRequest) -> int:
+    return len(r.prompt or "") + sum(len(str(m.get("content", ""))) for m in r.messages) + len(r.system_prompt or "")
+
+
+def length_chunks(indices: list[int], lengths: list[int], size: int, homogeneous: bool) -> list[list[int]]:
+    """Chunks of at most ``size`` indices for incremental writes. ``homogeneous`` (in-process backends, where
+    a batch is padded to its longest prompt) sorts by prompt length and starts a new chunk when a prompt is
+    more than twice as long as the chunk's shortest, so short prompts are not padded to long contexts."""
+    if not homogeneous:
+        return [indices[s : s + size] for s in range(0, len(indices), size)]
+    order = sorted(range(len(indices)), key=lambda k: lengths[k])
+    chunks: list[list[int]] = []
+    start_len = 0
+    for k in order:
+        if not chunks or len(chunks[-1]) >= size or lengths[k] > 2 * max(start_len, 64):
+            chunks.append([])
+            start_len = lengths[k]
+        chunks[-1].append(indices[k])
+    return chunks
+
+
 def generate_and_judge(
     ctx, cfg, name: str, items: list[EvalItem], judges: list[Any], judge_input=default_judge_input
 ) -> list[ItemResult]:
@@ -96,8 +117,8 @@ def generate_and_judge(
         if len(todo) < len(items):
             log.info("%s: %d of %d generations reused from %s", name, len(items) - len(todo), len(items), store.path)
         chunk = max(1, int(_get(ctx.generation, "batch_size", 32)))
-        for s in range(0, len(todo), chunk):
-            idx = todo[s : s + chunk]
+        done = 0
+        for idx in length_chunks(todo, [_request_chars(requests[i]) for i in todo], chunk, backend == "hf"):
             try:
                 outs = ctx.generator.generate([requests[i] for i in idx], params)
                 assert len(outs) == len(idx), f"generator returned {len(outs)} generations for {len(idx)} requests"
@@ -122,7 +143,8 @@ def generate_and_judge(
                             "finish_reason": g.finish_reason,
                         }
                     )
-            log.info("%s: generated %d/%d", name, min(s + chunk, len(todo)), len(todo))
+            done += len(idx)
+            log.info("%s: generated %d/%d", name, done, len(todo))
         results = [ItemResult(it, gens[k]) for it, k in zip(items, gen_keys)]
         for j in judges:
             _judge_all(ctx, store, name, results, gen_keys, j, judge_input)
