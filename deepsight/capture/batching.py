@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from deepsight.run.progress import track
+
 
 @dataclass
 class Batch:
@@ -65,9 +67,11 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right") -
 
 
 def iter_batches(seqs: Sequence[Sequence[int]], *, max_batch_tokens: int, pad_id: int, side: str = "right",
-                 max_batch_size: int | None = None, device: torch.device | str | None = None) -> Iterator[Batch]:
-    """Length-bucketed, padded batches of token lists (see module doc)."""
-    for idx in length_buckets([len(s) for s in seqs], max_batch_tokens, max_batch_size):
+                 max_batch_size: int | None = None, device: torch.device | str | None = None,
+                 progress: str = "forward batches") -> Iterator[Batch]:
+    """Length-bucketed, padded batches of token lists (see module doc); a progress bar on a terminal."""
+    buckets = length_buckets([len(s) for s in seqs], max_batch_tokens, max_batch_size)
+    for idx in track(buckets, progress):
         ids, mask = pad_batch([seqs[i] for i in idx], pad_id, side)
         if device is not None:
             ids, mask = ids.to(device), mask.to(device)
