@@ -180,6 +180,7 @@ def xboundary_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat], w
             "num_blocks": num_layers,
             "layer_convention": "hidden_states index: 0 = embeddings, i = block i-1 output, L = final-norm output",
             "counts": {CLASS_NAMES[k]: sum(c.label == k for c in chats) for k in CLASS_NAMES},
+            "padding": "right, length-bucketed (equal to the reference's pad-to-max_length for causal models)",
         },
         "figures": figures,
         "warnings": warnings,
@@ -196,6 +197,9 @@ def run_xboundary(ctx: ScanContext, cfg: Any) -> dict:
         harmful_with_context=cfg.harmful_with_context,
     )
     result = xboundary_from_chats(ctx, cfg, chats, warnings)
+    result["details"]["selection"] = (f"first {cfg.n_per_class} records per class (reference compat)"
+                                      if cfg.sampling == "first" else
+                                      f"{cfg.n_per_class} random records per class, seed {cfg.seed}, file order")
     result["config"] = _config_dict(cfg)
     return result
 
