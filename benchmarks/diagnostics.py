@@ -37,7 +37,7 @@ def print_table(rows: list[dict]) -> None:
         if "cpu_s" in r:
             c_ours, c_ref = r["cpu_s"]
             notes += f"; process CPU s {c_ours:.1f} vs {c_ref:.1f} ({c_ref / c_ours:.1f}x)"
-        for extra in ("tokens", "max_rel_diff_ref64", "candidates_differing"):
+        for extra in ("tokens", "max_rel_diff_ref64", "max_rel_diff_ref32", "candidates_differing"):
             if extra in r:
                 notes += f"; {extra}: {r[extra]:.1e}" if isinstance(r[extra], float) else f"; {extra}: {r[extra]}"
         print(f"| {r['scan']} | {r['n']} | {r['settings']} | {r['deepsight_s']:.1f} | {r['reference_s']:.1f} | "
