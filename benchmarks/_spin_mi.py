@@ -217,20 +217,26 @@ def bench_mi_peaks(model, tokenizer, anatomy, items, max_new_tokens: int = 64, b
     }  # fmt: skip
 
 
-def load_inputs(data_dir, n_spin: int, n_mi: int):
-    """SmolLM2 on CPU (fp32) and the ../shared/data inputs of both scans."""
-    from deepsight.config.schema import ModelConfig
+def load_data(data_dir, n_spin: int, n_mi: int):
+    """The ../shared/data inputs of both scans: ([privacy rows, fairness rows], MI-Peaks items)."""
     from deepsight.data.mi_peaks import load_mi_peaks_items
     from deepsight.data.spin import load_spin_rows
+
+    rows = [[(r.prompt, r.response) for r in load_spin_rows(data_dir / "spin" / f, n_spin, 0)]
+            for f in ("beaver_train330k_privacy_safe_1k.csv", "beaver_train330k_fairness_safe_1k.csv")]
+    gsm8k = data_dir / "mi_peaks" / "gsm8k" / "test.jsonl"
+    return rows, [(it.problem, it.solution) for it in load_mi_peaks_items(gsm8k, n_mi)]
+
+
+def load_inputs(data_dir, n_spin: int, n_mi: int):
+    """SmolLM2 on CPU (fp32), its anatomy, and the data of both scans."""
+    from deepsight.config.schema import ModelConfig
     from deepsight.models.anatomy import inspect_model
     from deepsight.models.loading import load_model
 
     lm = load_model(ModelConfig(dtype="float32", device="cpu"))
     lm.model.eval()
-    rows = [[(r.prompt, r.response) for r in load_spin_rows(data_dir / "spin" / f, n_spin, 0)]
-            for f in ("beaver_train330k_privacy_safe_1k.csv", "beaver_train330k_fairness_safe_1k.csv")]
-    gsm8k = data_dir / "mi_peaks" / "gsm8k" / "test.jsonl"
-    items = [(it.problem, it.solution) for it in load_mi_peaks_items(gsm8k, n_mi)]
+    rows, items = load_data(data_dir, n_spin, n_mi)
     return lm, inspect_model(lm.model), rows, items
 
 

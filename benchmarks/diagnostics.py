@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if "spin" in only or "mi_peaks" in only:
         from benchmarks import _spin_mi as sm
 
-        _, _, spin_rows, items = sm.load_inputs(args.data_dir, args.n_spin, args.n_mi)
+        spin_rows, items = sm.load_data(args.data_dir, args.n_spin, args.n_mi)
         if "spin" in only:
             rows.append(sm.bench_spin(model, tok, anatomy, spin_rows[0], spin_rows[1], q=args.q))
         if "mi_peaks" in only:
