@@ -62,7 +62,10 @@ def test_missing_local_folder_names_the_key(tmp_path):
 
 
 def test_hub_id_without_network_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    # Offline mode (read by huggingface_hub at import, so patch the constant): fails at once, no retries.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(DeepSightError, match="model.path='no-such-org/no-such-model'"):
         load_model(ModelConfig(path="no-such-org/no-such-model"))
 
