@@ -50,12 +50,12 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _run_one(recorder: RunRecorder, section: str, name: str, fn, on_missing_data: str) -> None:
+def _run_one(recorder: RunRecorder, section: str, name: str, on_missing_data: str, fn, *args) -> None:
     """Run one scan/benchmark, recording ok / skipped / failed with the reason."""
     label = "scan" if section == "scans" else "eval"
     with recorder.stage(f"{label}/{name}"):
         try:
-            result = fn()
+            result = fn(*args)
             result.setdefault("status", "ok")
         except MissingDataError as e:
             if on_missing_data == "error":
@@ -67,7 +67,11 @@ def _run_one(recorder: RunRecorder, section: str, name: str, fn, on_missing_data
             err_file = recorder.run_dir / "errors" / f"{label}_{name}.txt"
             err_file.parent.mkdir(parents=True, exist_ok=True)
             err_file.write_text(traceback.format_exc())
-            result = {"status": "failed", "reason": f"{type(e).__name__}: {e}", "traceback_file": str(err_file.relative_to(recorder.run_dir))}
+            result = {
+                "status": "failed",
+                "reason": f"{type(e).__name__}: {e}",
+                "traceback_file": str(err_file.relative_to(recorder.run_dir)),
+            }
     recorder.record(section, name, result)
 
 
@@ -119,8 +123,7 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             )
             try:
                 for name in evals:
-                    bench = get_benchmark(name)
-                    _run_one(recorder, "evals", name, lambda: bench(ctx, cfg.eval[name]), cfg.on_missing_data)
+                    _run_one(recorder, "evals", name, cfg.on_missing_data, get_benchmark(name), ctx, cfg.eval[name])
             finally:
                 generator.close()
                 judges.close()
@@ -146,8 +149,7 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                 seed=cfg.seed,
             )
             for name in scans:
-                scan = get_scan(name)
-                _run_one(recorder, "scans", name, lambda: scan(ctx, cfg.scan[name]), cfg.on_missing_data)
+                _run_one(recorder, "scans", name, cfg.on_missing_data, get_scan(name), ctx, cfg.scan[name])
         if not scans and not evals:
             recorder.warn("nothing selected: pass scan=[...] and/or eval=[...], or an audit preset")
         if any(r.get("status") == "failed" for sec in ("scans", "evals") for r in recorder.results[sec].values()):
