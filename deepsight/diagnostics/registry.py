@@ -10,9 +10,10 @@ A scan is ``run(ctx: ScanContext, cfg) -> dict`` returning::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from deepsight.data.paths import resolve_data_path
 from deepsight.errors import ConfigError
