@@ -285,15 +285,6 @@ def built() -> dict[str, nn.Module]:
     return {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU the extra thread costs 2x wall time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(arch: Arch, built: dict[str, nn.Module]) -> nn.Module:
     if arch.model_type not in built:
         torch.manual_seed(0)

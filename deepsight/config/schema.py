@@ -34,7 +34,9 @@ class ModelConfig:
 class HardwareConfig:
     name: str = "cpu"
     kernel_backend: str = "auto"  # auto (Triton for CUDA tensors) | triton | torch
-    num_threads: int | None = None  # torch CPU threads; None keeps torch's default
+    # torch CPU threads, set once at start; None keeps torch's default. (Changing the thread count after
+    # LAPACK calls ran corrupts later batched inversions in torch 2.13's CPU build: tests never toggle it.)
+    num_threads: int | None = None
     stat_dtype: str = "float32"  # accumulation dtype of the streaming statistics: float32 | float64
     max_batch_tokens: int = 16384  # token budget of one length-bucketed forward batch
     free_between_phases: bool = True  # release the generation engine before white-box scans
