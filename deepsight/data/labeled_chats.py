@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepsight.data.jsonl import parse_jsonl
 from deepsight.errors import DataFormatError
 
 
@@ -27,14 +28,7 @@ def read_json_records(path: Path) -> list[Any]:
     """Records of a ``.json`` list, a ``{"data": [...]}`` object, or a ``.jsonl`` file."""
     try:
         if path.suffix == ".jsonl":
-            records = []
-            for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                if line.strip():
-                    try:
-                        records.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise DataFormatError(f"{path}: line {lineno} is not valid JSON: {e}") from e
-            return records
+            return parse_jsonl(path, path.read_text(encoding="utf-8"))
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataFormatError(f"{path}: not valid JSON: {e}") from e

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepsight.data.jsonl import parse_jsonl
 from deepsight.errors import ConfigError, DataFormatError
 from deepsight.evals.resume import stable_hash
 
@@ -50,13 +51,13 @@ def read_file(path: Path) -> list[dict[str, Any]]:
             lines.pop(0)
         return list(csv.DictReader(io.StringIO("".join(lines)), delimiter="\t" if suffix == ".tsv" else ","))
     if suffix == ".jsonl":
-        return read_file_jsonl(path, text)
+        return parse_jsonl(path, text)
     if suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             if text.lstrip().startswith("{") and "\n{" in text:  # JSON lines under a .json name (HaluEval)
-                return read_file_jsonl(path, text)
+                return parse_jsonl(path, text)
             raise DataFormatError(f"{path}: invalid JSON: {e}") from e
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
@@ -66,17 +67,6 @@ def read_file(path: Path) -> list[dict[str, Any]]:
             raise DataFormatError(f"{path}: expected a list of records (or {{'data': [...]}})")
         return data
     raise DataFormatError(f"{path}: unsupported data file type {suffix!r} (use {', '.join(DATA_SUFFIXES)})")
-
-
-def read_file_jsonl(path: Path, text: str) -> list[dict[str, Any]]:
-    rows = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"{path}:{i}: invalid JSON line: {e}") from e
-    return rows
 
 
 def read_path(path: Path, subsets: list[str] | None = None) -> list[dict[str, Any]]:
