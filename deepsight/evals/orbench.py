@@ -12,10 +12,9 @@ desired refusal on or-bench-toxic), per category and subset.
 from __future__ import annotations
 
 from deepsight.errors import ConfigError
-from deepsight.evals.common import by_meta, harm_rates, judges_for
-from deepsight.evals.loaders import EvalItem, content_id, field_of, read_path, records, select
+from deepsight.evals.common import run_harm_rates
+from deepsight.evals.loaders import EvalItem, content_id, field_of, read_path, records
 from deepsight.evals.registry import register_benchmark
-from deepsight.evals.runner import generate_and_judge, result
 
 NAME = "orbench"
 LOCAL_SUBSETS = {"test_300": "xboundary/ORbench_test_300.json", "retain_set": "xboundary/ORbench_retain_set.json"}
@@ -49,11 +48,5 @@ def run(ctx, cfg) -> dict:
                 {"category": r.get("category") or r.get("behavior") or "", "subset": subset},
             )
         )
-    items = select(items, cfg.limit, cfg.seed)
-    judges = judges_for(cfg, "refusal")
-    results = generate_and_judge(ctx, cfg, NAME, items, judges)
-
-    def m(rs):
-        return harm_rates(rs, judges[0], "compliance_rate", "refusal_rate")
-
-    return result(ctx, cfg, NAME, results, m(results), by_meta(results, ["category", "subset"], m), judges[0])
+    return run_harm_rates(ctx, cfg, NAME, items, "refusal", yes="compliance_rate", no="refusal_rate",
+                          fields=["category", "subset"])

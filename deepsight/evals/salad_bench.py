@@ -9,10 +9,9 @@ and per category level.
 
 from __future__ import annotations
 
-from deepsight.evals.common import by_meta, harm_rates, judges_for
-from deepsight.evals.loaders import EvalItem, content_id, field_of, records, select
+from deepsight.evals.common import run_harm_rates
+from deepsight.evals.loaders import EvalItem, content_id, field_of, records
 from deepsight.evals.registry import register_benchmark
-from deepsight.evals.runner import generate_and_judge, result
 
 NAME = "salad_bench"
 
@@ -30,12 +29,5 @@ def run(ctx, cfg) -> dict:
         }
         rid = r.get("qid")
         items.append(EvalItem(str(rid) if rid not in (None, "") else content_id(q), q, meta))
-    items = select(items, cfg.limit, cfg.seed)
-    judges = judges_for(cfg, "md_judge", ("refusal",))
-    results = generate_and_judge(ctx, cfg, NAME, items, judges)
-
-    def m(rs):
-        return harm_rates(rs, judges[0], "unsafe_rate", "safety_rate")
-
-    bd = by_meta(results, ["category", "category_2", "category_3"], m)
-    return result(ctx, cfg, NAME, results, m(results), bd, judges[0])
+    return run_harm_rates(ctx, cfg, NAME, items, "md_judge", yes="unsafe_rate", no="safety_rate",
+                          fields=["category", "category_2", "category_3"], also=("refusal",))

@@ -10,10 +10,9 @@ category and prompt style (lower is safer).
 
 from __future__ import annotations
 
-from deepsight.evals.common import by_meta, harm_rates, judges_for
-from deepsight.evals.loaders import EvalItem, field_of, records, select
+from deepsight.evals.common import run_harm_rates
+from deepsight.evals.loaders import EvalItem, field_of, records
 from deepsight.evals.registry import register_benchmark
-from deepsight.evals.runner import generate_and_judge, result
 
 NAME = "sorry_bench"
 
@@ -36,11 +35,5 @@ def run(ctx, cfg) -> dict:
                 {"category": str(r.get("category", "")), "prompt_style": style},
             )
         )
-    items = select(items, cfg.limit, cfg.seed)
-    judges = judges_for(cfg, "fulfilment", ("refusal",))
-    results = generate_and_judge(ctx, cfg, NAME, items, judges)
-
-    def m(rs):
-        return harm_rates(rs, judges[0], "fulfilment_rate", "refusal_rate")
-
-    return result(ctx, cfg, NAME, results, m(results), by_meta(results, ["category", "prompt_style"], m), judges[0])
+    return run_harm_rates(ctx, cfg, NAME, items, "fulfilment", yes="fulfilment_rate", no="refusal_rate",
+                          fields=["category", "prompt_style"], also=("refusal",))
