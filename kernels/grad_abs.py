@@ -139,17 +139,22 @@ def grad_abs_sum_triton(delta, x, acc, token_mask=None, allow_tf32: bool = False
     )  # fmt: skip
 
 
-def grad_abs_sum_ref(delta, x, acc, token_mask=None, chunk_bytes: int = 1 << 28) -> None:
-    """Plain-torch path and reference: per-sample einsum over chunks of samples, in acc's dtype."""
+def grad_abs_sum_ref(delta, x, acc, token_mask=None) -> None:
+    """Plain-torch path and reference, in acc's dtype: for each sample s, acc += |delta_s^T x_s|.
+
+    One (O, I) product per sample into a reused buffer, then abs and add in place: on a CPU this
+    runs the GEMMs near their peak rate and touches each (O, I) product twice, where a batched
+    einsum + abs + sum over samples makes five passes over an (S, O, I) temporary (2-3x slower).
+    """
     _check(delta, x, acc, token_mask)
-    S, T, O = delta.shape
-    I = x.shape[2]
+    S = delta.shape[0]
     if S == 0:
         return
-    chunk = max(1, chunk_bytes // max(1, O * I * acc.element_size()))  # samples per (chunk, O, I) buffer
-    for s0 in range(0, S, chunk):
-        d = delta[s0 : s0 + chunk].to(acc.dtype)  # (c, T, O)
-        xx = x[s0 : s0 + chunk].to(acc.dtype)  # (c, T, I)
-        if token_mask is not None:
-            d = d * (token_mask[s0 : s0 + chunk] != 0).to(acc.dtype)[:, :, None]
-        acc += torch.einsum("sto,sti->soi", d, xx).abs().sum(0)
+    d = delta.to(acc.dtype)
+    if token_mask is not None:
+        d = d * (token_mask != 0).to(acc.dtype)[:, :, None]
+    xx = x.to(acc.dtype)
+    buf = torch.empty_like(acc)
+    for s in range(S):
+        torch.mm(d[s].T, xx[s], out=buf)
+        acc.add_(buf.abs_())
