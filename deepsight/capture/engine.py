@@ -16,6 +16,8 @@ Usage (see docs/engine.md)::
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -38,10 +40,49 @@ from deepsight.capture.spec import CaptureSpec
 from deepsight.errors import ConfigError
 
 Sink = Callable[["CaptureEvent"], None]
+log = logging.getLogger("deepsight")
+
+# sites whose hook tensor is (B, T, D) over the call's positions: a shared prefix's states can be prepended
+PREFIX_SITES = frozenset({"hidden_states", "block_output", "attention_output", "mlp_input", "mlp_output"})
 
 
 class _StopForward(Exception):
     """Raised by the deepest needed block so that no later block (nor the LM head) runs."""
+
+
+@dataclass
+class SharedPrefix:
+    """Tokens every row of a scan starts with (e.g. a chat template's system prompt), run once.
+
+    ``cache`` is the model's KV cache after the prefix (filled up to the stop point) and ``states``
+    the prefix's (1, P, D) tensor at every capture (spec name, layer). ``Capture.forward(...,
+    prefix=...)`` runs only the rest of each row on top of a copy of the cache and prepends the
+    prefix states, so sinks and reductions see the same (B, T, D) tensors as a full forward:
+    with causal attention the prefix's states do not depend on what follows (equal up to rounding).
+    """
+
+    ids: torch.Tensor  # (P,) int64 on the input device
+    cache: Any
+    states: dict[tuple[str, int], torch.Tensor]
+
+    @property
+    def length(self) -> int:
+        return int(self.ids.numel())
+
+
+def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix shared by every sequence (0 for none or no sequences)."""
+    if not seqs:
+        return 0
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]:
+            k += 1
+        n = k
+        if n == 0:
+            break
+    return n
 
 
 @dataclass
@@ -55,6 +96,7 @@ class _Call:
     step: int | None = None  # forward-call index within a generation (0 = prefill)
     keep: torch.Tensor | None = None  # (R,) rows still generating at this step; None = all rows
     masks: dict[torch.device, torch.Tensor] = field(default_factory=dict)  # mask per device (moved once)
+    prefix: SharedPrefix | None = None  # states to prepend (the call runs the positions after it)
 
     def mask_on(self, device: torch.device) -> torch.Tensor | None:
         if self.mask is None:
@@ -190,6 +232,8 @@ class Capture:
         self._meta: dict[str, Any] = {}
         self._in_forward = False
         self._gen: _Generation | None = None
+        self._prefix: SharedPrefix | None = None  # prefix of the forward in progress
+        self._recording: dict[tuple[str, int], torch.Tensor] | None = None  # states of a prefix being run
 
     def _resolve_sinks(self, sink: Sink | dict[str, Sink] | None) -> dict[str, Sink]:
         names = [s.name for s in self.specs]
@@ -244,6 +288,8 @@ class Capture:
         am = kwargs.get("attention_mask")
         mask = am[:, -t:] if isinstance(am, torch.Tensor) and am.dim() == 2 else None  # (B, T) current positions
         call = _Call(b, t, mask, self._meta)
+        if self._prefix is not None:  # validity over prefix + current positions, as the states sinks get
+            call.mask, call.prefix = am, self._prefix
         gen = self._gen
         if gen is not None:
             call.step = gen.calls
@@ -262,6 +308,12 @@ class Capture:
         hidden = hidden.detach()
         if hidden.dim() == 2 and spec.site != "expert_input" and hidden.shape[0] == call.batch * call.length:
             hidden = hidden.view(call.batch, call.length, -1)  # (B, T, D) from (B*T, D)
+        if self._recording is not None:
+            self._recording[(spec.name, layer)] = hidden.clone()
+            return
+        if call.prefix is not None:
+            pre = call.prefix.states[(spec.name, layer)].to(hidden.device, hidden.dtype)
+            hidden = torch.cat([pre.expand(hidden.shape[0], -1, -1), hidden], dim=1)
         if call.keep is not None and call.keep.numel() == 0:
             return
         with torch.no_grad():
@@ -288,22 +340,79 @@ class Capture:
             raise _StopForward
 
     # -- running -----------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **meta: Any) -> Any:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                prefix: SharedPrefix | None = None, **meta: Any) -> Any:
         """One scan forward (no grad, no KV cache) feeding the sinks; ``meta`` holds per-row data
-        (e.g. ``labels=...``) that sinks read with ``event.take(name)``. Returns the model output
-        only when no early exit happened (else None)."""
+        (e.g. ``labels=...``) that sinks read with ``event.take(name)``. With ``prefix`` (from
+        ``shared_prefix``; right-padded rows that all start with it) only the positions after it
+        run. Returns the model output only when no early exit happened and no prefix was used."""
         assert self._handles or not self.specs, "use Capture inside a `with` block"
         kwargs: dict[str, Any] = {"attention_mask": attention_mask, "use_cache": False}
         if self.mask_positions and attention_mask is not None:
             kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)  # (B, T)
-        self._meta, self._in_forward = meta, True
+        if prefix is not None:
+            input_ids, kwargs = self._after_prefix(prefix, input_ids, attention_mask)
+        self._meta, self._in_forward, self._prefix = meta, True, prefix
         try:
             with torch.no_grad():
-                return self.model(input_ids=input_ids, **kwargs)
+                out = self.model(input_ids=input_ids, **kwargs)
+            return None if prefix is not None else out
         except _StopForward:
             return None
         finally:
-            self._meta, self._in_forward, self._call = {}, False, None
+            self._meta, self._in_forward, self._call, self._prefix = {}, False, None, None
+
+    def shared_prefix(self, seqs: Sequence[Sequence[int]], min_length: int = 8) -> SharedPrefix | None:
+        """Run the token prefix every one of ``seqs`` starts with once, for ``forward(..., prefix=...)``.
+
+        Keeps at least one token of every row out of the prefix. None (use plain forwards) when the
+        prefix is shorter than ``min_length``, a capture site is not per position (routers, experts),
+        or the model cannot continue from a KV cache (logged)."""
+        n = min(common_prefix_length(seqs), min((len(s) for s in seqs), default=0) - 1)
+        if n < min_length or any(spec.site not in PREFIX_SITES for spec in self.specs) or self._gen is not None:
+            return None
+        from transformers import DynamicCache
+
+        device = self.model.get_input_embeddings().weight.device
+        ids = torch.as_tensor(list(seqs[0][:n]), dtype=torch.long, device=device)
+        try:
+            cache = DynamicCache(config=self.model.config)
+        except TypeError:  # pragma: no cover - older transformers
+            cache = DynamicCache()
+        self._recording, self._in_forward = {}, True
+        try:
+            with torch.no_grad():
+                self.model(input_ids=ids[None], attention_mask=torch.ones_like(ids)[None], past_key_values=cache,
+                           use_cache=True)
+        except _StopForward:
+            pass
+        except Exception as e:  # noqa: BLE001 - any model that cannot do this falls back to full forwards
+            log.info("shared prefix not used (%s: %s); running full rows", type(e).__name__, e)
+            return None
+        finally:
+            states, self._recording, self._in_forward, self._call = self._recording, None, False, None
+        wanted = {(spec.name, layer) for spec in self.specs for layer in self.layers[spec.name]}
+        if set(states) != wanted or cache.get_seq_length() != n:
+            log.info("shared prefix not used (the prefix pass did not produce every capture); running full rows")
+            return None
+        return SharedPrefix(ids, cache, states)
+
+    def _after_prefix(self, prefix: SharedPrefix, input_ids: torch.Tensor,
+                      attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Inputs of a forward that continues every row from ``prefix``'s cache."""
+        p, (b, t) = prefix.length, input_ids.shape
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        ok = t > p and bool((input_ids[:, :p] == prefix.ids.to(input_ids.device)).all()) and bool(
+            attention_mask[:, : p + 1].bool().all())
+        if not ok:
+            raise ValueError(f"forward(prefix=...): every row must start with the {p} prefix tokens and have a "
+                             "real token after them (right padding)")
+        cache = copy.deepcopy(prefix.cache)
+        cache.batch_repeat_interleave(b)
+        positions = torch.arange(p, t, device=input_ids.device).expand(b, t - p)
+        return input_ids[:, p:], {"attention_mask": attention_mask, "past_key_values": cache, "use_cache": True,
+                                  "position_ids": positions}
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                  eos_token_id: int | Sequence[int] | None = None, meta: dict[str, Any] | None = None,

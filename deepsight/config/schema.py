@@ -39,6 +39,9 @@ class HardwareConfig:
     num_threads: int | None = None
     stat_dtype: str = "float32"  # accumulation dtype of the streaming statistics: float32 | float64
     max_batch_tokens: int = 16384  # token budget of one length-bucketed forward batch
+    # run the tokens every row of a scan starts with (a chat template's system prompt) once and continue
+    # each row from its KV cache (X-Boundary, TELLME); the states equal a full forward's up to rounding
+    share_prefix: bool = True
     free_between_phases: bool = True  # release the generation engine before white-box scans
 
 

@@ -60,9 +60,12 @@ def _max_length(tokenizer: Any, max_length: int | None) -> int | None:
 def collect_last_token(
     model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], layer: int, *,
     max_length: int | None = None, max_batch_size: int | None = 16, max_batch_tokens: int = 16384,
-    padding_side: str = "right", stat_dtype: str = "float32",
+    padding_side: str = "right", stat_dtype: str = "float32", share_prefix: bool = True, info: dict | None = None,
 ) -> tuple[torch.Tensor, GramMatrix]:
-    """(m, d) float32 last-token rows of block ``layer`` in data order, and the per-class Gram statistic."""
+    """(m, d) float32 last-token rows of block ``layer`` in data order, and the per-class Gram statistic.
+
+    With ``share_prefix`` (right padding) the tokens every row starts with (the chat template's system
+    prompt) run once; ``info["shared_prefix_tokens"]`` says how many."""
     ids = tokenize(tokenizer, render_chats(tokenizer, chats), add_special_tokens=True,
                    max_length=_max_length(tokenizer, max_length))
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
@@ -81,9 +84,13 @@ def collect_last_token(
 
     device = input_device(anatomy, model)
     with Capture(model, [CaptureSpec("block_output", [layer], reduce="last")], sink, anatomy=anatomy) as cap:
+        prefix = cap.shared_prefix(ids) if share_prefix and padding_side == "right" else None
+        if info is not None:
+            info["shared_prefix_tokens"] = 0 if prefix is None else prefix.length
         for batch in iter_batches(ids, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side=padding_side,
                                   max_batch_size=max_batch_size, device=device):
-            cap.forward(batch.input_ids, batch.attention_mask, labels=labels[batch.index], index=batch.index)
+            cap.forward(batch.input_ids, batch.attention_mask, prefix=prefix, labels=labels[batch.index],
+                        index=batch.index)
     return store["rows"], store["gram"]
 
 
@@ -104,11 +111,13 @@ def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> d
     num_layers = num_blocks(ctx.anatomy, ctx.model)
     layer = resolve_layer(cfg.layer, num_layers)
     hw = ctx.hardware
+    info: dict = {}
     rows, gram = collect_last_token(
         ctx.model, ctx.tokenizer, ctx.anatomy, chats, layer, max_length=cfg.max_length,
         max_batch_size=cfg.batch_size, max_batch_tokens=getattr(hw, "max_batch_tokens", 16384) if hw else 16384,
         padding_side="left" if cfg.reference_compat else "right",
-        stat_dtype=getattr(hw, "stat_dtype", "float32") if hw else "float32")
+        stat_dtype=getattr(hw, "stat_dtype", "float32") if hw else "float32",
+        share_prefix=getattr(hw, "share_prefix", True) if hw else True, info=info)
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     metrics = tellme_from_rows(rows, labels, gram, cfg.eps, reference_order=cfg.reference_compat)
     warnings = []
@@ -133,6 +142,7 @@ def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> d
             "counts": counts,
             "dim": int(rows.shape[1]),
             "padding_side": "left" if cfg.reference_compat else "right",
+            "shared_prefix_tokens": info.get("shared_prefix_tokens", 0),
             "row_order": "torch.argsort (reference)" if cfg.reference_compat else "stable sort by label",
         },
         "figures": figures,

@@ -77,9 +77,12 @@ def _masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def collect_pooled_moments(
     model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], layers: list[int], *,
     max_length: int = 1024, max_batch_size: int | None = 16, max_batch_tokens: int = 16384,
-    keep_rows: set[int] | frozenset = frozenset(),
+    keep_rows: set[int] | frozenset = frozenset(), share_prefix: bool = True, info: dict | None = None,
 ) -> tuple[dict[int, ClassMoments], dict[int, torch.Tensor]]:
-    """One pass over ``chats``: per-layer ``ClassMoments`` and, for ``keep_rows`` layers, the (N, d) pooled rows."""
+    """One pass over ``chats``: per-layer ``ClassMoments`` and, for ``keep_rows`` layers, the (N, d) pooled rows.
+
+    With ``share_prefix`` the tokens every chat starts with (the chat template's system prompt) run
+    once; ``info["shared_prefix_tokens"]`` says how many."""
     ids = tokenize(tokenizer, render_chats(tokenizer, chats), add_special_tokens=False, max_length=max_length)
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     moments: dict[int, ClassMoments] = {}
@@ -99,9 +102,13 @@ def collect_pooled_moments(
     device = input_device(anatomy, model)
     spec = CaptureSpec("hidden_states", layers, reduce="none")
     with Capture(model, [spec], sink, anatomy=anatomy) as cap:  # stops after the deepest index
+        prefix = cap.shared_prefix(ids) if share_prefix else None
+        if info is not None:
+            info["shared_prefix_tokens"] = 0 if prefix is None else prefix.length
         for batch in iter_batches(ids, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side="right",
                                   max_batch_size=max_batch_size, device=device):
-            cap.forward(batch.input_ids, batch.attention_mask, labels=labels[batch.index], index=batch.index)
+            cap.forward(batch.input_ids, batch.attention_mask, prefix=prefix, labels=labels[batch.index],
+                        index=batch.index)
     return moments, rows
 
 
@@ -157,10 +164,12 @@ def xboundary_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat], w
     else:
         proj = resolve_layers(proj_spec, num_layers, "scan.xboundary.projection_layers")
     hw = ctx.hardware
+    info: dict = {}
     moments, rows = collect_pooled_moments(
         ctx.model, ctx.tokenizer, ctx.anatomy, chats, sorted(set(layers) | set(proj)),
         max_length=cfg.max_length, max_batch_size=cfg.batch_size,
-        max_batch_tokens=getattr(hw, "max_batch_tokens", 16384) if hw is not None else 16384, keep_rows=set(proj))
+        max_batch_tokens=getattr(hw, "max_batch_tokens", 16384) if hw is not None else 16384, keep_rows=set(proj),
+        share_prefix=getattr(hw, "share_prefix", True) if hw is not None else True, info=info)
     per_layer = {}
     for idx in layers:
         vals, w = xboundary_metrics(moments[idx].counts, moments[idx].sums, moments[idx].sq_sums)
@@ -181,6 +190,7 @@ def xboundary_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat], w
             "layer_convention": "hidden_states index: 0 = embeddings, i = block i-1 output, L = final-norm output",
             "counts": {CLASS_NAMES[k]: sum(c.label == k for c in chats) for k in CLASS_NAMES},
             "padding": "right, length-bucketed (equal to the reference's pad-to-max_length for causal models)",
+            "shared_prefix_tokens": info.get("shared_prefix_tokens", 0),
         },
         "figures": figures,
         "warnings": warnings,
