@@ -11,6 +11,7 @@ a missing data file skips (or, with on_missing_data=error, fails) with a message
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import traceback
@@ -98,6 +99,15 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     loaded = None
     status = "completed"
+    cpu_speedups = contextlib.ExitStack()
+
+    def speed_up_on_cpu(model) -> None:
+        from deepsight.models.cpu_linears import packed_cpu_linears
+
+        n = cpu_speedups.enter_context(packed_cpu_linears(model, enabled=cfg.hardware.packed_linears))
+        if n:
+            log.info("%d linear layers use pre-packed oneDNN weights on the CPU", n)
+
     try:
         if evals:
             from deepsight.evals.registry import EvalContext, get_benchmark
@@ -107,6 +117,7 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             if cfg.generation.backend == "hf":
                 with recorder.stage("model_load"):
                     loaded = load_model(cfg.model)
+                    speed_up_on_cpu(loaded.model)
                 recorder.set_model(loaded.info)
             with recorder.stage("generator_setup"):
                 generator = build_generator(cfg.generation, cfg.model, loaded)
@@ -137,6 +148,7 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             if loaded is None:
                 with recorder.stage("model_load"):
                     loaded = load_model(cfg.model)
+                    speed_up_on_cpu(loaded.model)
                 recorder.set_model(loaded.info)
             anatomy = inspect_model(loaded.model)
             ctx = ScanContext(
@@ -158,6 +170,7 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         recorder.finish("failed")
         raise
     finally:
+        cpu_speedups.close()
         if recorder.results["status"] == "running":
             recorder.finish(status)
         with recorder.stage("report"):
