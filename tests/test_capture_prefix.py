@@ -118,3 +118,20 @@ def test_common_prefix_length():
     assert common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 5]]) == 1
     assert common_prefix_length([[1, 2], [2, 1]]) == 0
     assert common_prefix_length([[1, 2], []]) == 0
+
+
+def test_rows_much_longer_than_the_prefix_run_whole(monkeypatch):
+    import deepsight.capture.engine as engine
+
+    model = tiny_llama(layers=2).double()
+    seqs = _rows(10, [2, 3, 75, 100], model.config.vocab_size)
+    spec = [CaptureSpec("block_output", [1], reduce="mean")]
+    calls = []
+    real = engine.Capture._after_prefix
+    monkeypatch.setattr(engine.Capture, "_after_prefix", lambda self, *a: calls.append(a[1].shape) or real(self, *a))
+    full, _ = _capture(model, seqs, spec, use_prefix=False, budget=110)
+    fast, prefix = _capture(model, seqs, spec, use_prefix=True, budget=110)
+    assert prefix is not None and engine.PREFIX_MAX_ROW_RATIO * 10 < 85
+    assert [tuple(c) for c in calls] == [(2, 13)]  # the 85- and 110-token rows ran whole, the short ones from the cache
+    for r, v in full[("block_output", 1)].items():
+        torch.testing.assert_close(fast[("block_output", 1)][r], v, rtol=1e-10, atol=1e-10)
