@@ -30,6 +30,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.mi_estimator import reference_mi  # noqa: E402
+from deepsight.models.cpu_fast_paths import cpu_fast_paths  # noqa: E402
 
 
 # ------------------------------------------------------------------ SPIN reference
@@ -110,7 +111,8 @@ def bench_spin(model, tokenizer, anatomy, rows1, rows2, q: float = 1e-4, target_
     cfg = SimpleNamespace(q=q, target_module=target_module, reference_compat=True, per_module=False, batch_size=8,
                           layer_group_size=None)
     t0 = time.perf_counter()
-    ours = run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, max_batch_tokens=4096)
+    with cpu_fast_paths(model):  # as the audit runs DeepSight on a CPU (hardware=cpu)
+        ours = run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, max_batch_tokens=1024)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     ref = reference_spin(model, tokenizer, rows1, rows2, q, target_module)
@@ -198,7 +200,8 @@ def bench_mi_peaks(model, tokenizer, anatomy, items, max_new_tokens: int = 64, b
 
     cfg = MIPeaksConfig(n_samples=len(items), max_new_tokens=max_new_tokens, batch_size=batch_size)
     t0 = time.perf_counter()
-    ours = run_mi_peaks(model, tokenizer, anatomy, items, cfg)
+    with cpu_fast_paths(model):
+        ours = run_mi_peaks(model, tokenizer, anatomy, items, cfg)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     ref = reference_mi_peaks(model, tokenizer, items, max_new_tokens, cfg.top_k, cfg.n_thinking_tokens)

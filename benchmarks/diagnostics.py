@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-spin", type=int, default=8)
     ap.add_argument("--q", type=float, default=1e-4)
     ap.add_argument("--n-mi", type=int, default=10)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--max-new-tokens", type=int, default=512, help="MI-Peaks generation length (spec default 512)")
     args = ap.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(ALL))

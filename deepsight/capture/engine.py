@@ -349,7 +349,8 @@ class Capture:
         """One scan forward (no grad, no KV cache) feeding the sinks; ``meta`` holds per-row data
         (e.g. ``labels=...``) that sinks read with ``event.take(name)``. With ``prefix`` (from
         ``shared_prefix``; right-padded rows that all start with it) only the positions after it
-        run (batches longer than ``PREFIX_MAX_ROW_RATIO`` prefix lengths run whole). Returns the model output only when no early exit happened and no prefix was used."""
+        run (batches longer than ``PREFIX_MAX_ROW_RATIO`` prefix lengths run whole). Returns the model
+        output only when no early exit happened and no prefix was used."""
         assert self._handles or not self.specs, "use Capture inside a `with` block"
         kwargs: dict[str, Any] = {"attention_mask": attention_mask, "use_cache": False}
         if self.mask_positions and attention_mask is not None:

@@ -102,11 +102,11 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     cpu_speedups = contextlib.ExitStack()
 
     def speed_up_on_cpu(model) -> None:
-        from deepsight.models.cpu_linears import packed_cpu_linears
+        from deepsight.models.cpu_fast_paths import cpu_fast_paths
 
-        n = cpu_speedups.enter_context(packed_cpu_linears(model, enabled=cfg.hardware.packed_linears))
-        if n:
-            log.info("%d linear layers use pre-packed oneDNN weights on the CPU", n)
+        on = cpu_speedups.enter_context(cpu_fast_paths(model, enabled=cfg.hardware.cpu_fast_paths))
+        log.info("CPU fast paths: %d linear layers pre-packed, native grouped-query attention %s",
+                 on["packed_linears"], "on" if on["native_gqa"] else "off")
 
     try:
         if evals:

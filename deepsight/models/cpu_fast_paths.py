@@ -1,0 +1,20 @@
+"""The CPU fast paths an audit turns on (``hardware.cpu_fast_paths``): pre-packed oneDNN linears
+(``cpu_linears.py``) and grouped-query attention without copies (``cpu_attention.py``). Both keep
+the numbers of the plain path up to float32 rounding and do nothing for GPU tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from torch import nn
+
+from deepsight.models.cpu_attention import native_gqa_on_cpu
+from deepsight.models.cpu_linears import packed_cpu_linears
+
+
+@contextmanager
+def cpu_fast_paths(model: nn.Module, enabled: bool = True) -> Iterator[dict]:
+    """Inside the block ``model`` runs with both fast paths where they apply; yields what was switched on."""
+    with packed_cpu_linears(model, enabled=enabled) as n, native_gqa_on_cpu(enabled=enabled) as gqa:
+        yield {"packed_linears": n, "native_gqa": gqa}
