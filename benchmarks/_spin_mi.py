@@ -105,13 +105,14 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-300)
 
 
-def bench_spin(model, tokenizer, anatomy, rows1, rows2, q: float = 1e-4, target_module: str = "mlp") -> dict:
+def bench_spin(model, tokenizer, anatomy, rows1, rows2, q: float = 1e-4, target_module: str = "mlp",
+               packed=None) -> dict:
     from deepsight.diagnostics.spin import run_spin
 
     cfg = SimpleNamespace(q=q, target_module=target_module, reference_compat=True, per_module=False, batch_size=8,
                           layer_group_size=None)
     t0 = time.perf_counter()
-    with cpu_fast_paths(model):  # as the audit runs DeepSight on a CPU (hardware=cpu)
+    with cpu_fast_paths(model, packed=packed):  # as the audit runs DeepSight on a CPU (hardware=cpu)
         ours = run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, max_batch_tokens=1024)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -194,13 +195,14 @@ def _mi_diffs(ours: dict, ref: dict) -> dict:
     }
 
 
-def bench_mi_peaks(model, tokenizer, anatomy, items, max_new_tokens: int = 64, batch_size: int = 16) -> dict:
+def bench_mi_peaks(model, tokenizer, anatomy, items, max_new_tokens: int = 64, batch_size: int = 16,
+                   packed=None) -> dict:
     from deepsight.config.schema import MIPeaksConfig
     from deepsight.diagnostics.mi_peaks import run_mi_peaks
 
     cfg = MIPeaksConfig(n_samples=len(items), max_new_tokens=max_new_tokens, batch_size=batch_size)
     t0 = time.perf_counter()
-    with cpu_fast_paths(model):
+    with cpu_fast_paths(model, packed=packed):
         ours = run_mi_peaks(model, tokenizer, anatomy, items, cfg)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -75,7 +75,7 @@ def reference_xboundary(model, tokenizer, chats, layers, max_length: int = 1024,
     return per_layer
 
 
-def bench_xboundary(model, tokenizer, anatomy, chats, run_dir, max_batch_tokens: int = 1024) -> dict:
+def bench_xboundary(model, tokenizer, anatomy, chats, run_dir, max_batch_tokens: int = 1024, packed=None) -> dict:
     from deepsight.config.schema import HardwareConfig, XBoundaryConfig
     from deepsight.diagnostics.registry import ScanContext
     from deepsight.diagnostics.xboundary import xboundary_from_chats
@@ -84,7 +84,7 @@ def bench_xboundary(model, tokenizer, anatomy, chats, run_dir, max_batch_tokens:
                       hardware=HardwareConfig(max_batch_tokens=max_batch_tokens))
     cfg = XBoundaryConfig()  # defaults: layers floor(L/3), floor(2L/3); PCA pictures of both (timed too)
     t0, c0 = time.perf_counter(), time.process_time()
-    with cpu_fast_paths(model):  # as the audit runs DeepSight on a CPU (hardware.cpu_fast_paths)
+    with cpu_fast_paths(model, packed=packed):  # as the audit runs DeepSight on a CPU (hardware.cpu_fast_paths)
         ours = xboundary_from_chats(ctx, cfg, chats, [])
     t_ours, c_ours = time.perf_counter() - t0, time.process_time() - c0
     layers = ours["details"]["layers"]
@@ -164,7 +164,7 @@ def reference_tellme_metrics(z: torch.Tensor, y: torch.Tensor, eps: float = 0.1)
             "L1": float(mean[3]), "hausdorff": float(mean[4])}
 
 
-def bench_tellme(model, tokenizer, anatomy, chats, run_dir, max_batch_tokens: int = 1024) -> dict:
+def bench_tellme(model, tokenizer, anatomy, chats, run_dir, max_batch_tokens: int = 1024, packed=None) -> dict:
     from deepsight.config.schema import HardwareConfig, TELLMEConfig
     from deepsight.diagnostics.registry import ScanContext
     from deepsight.diagnostics.tellme import resolve_layer, tellme_from_chats
@@ -174,7 +174,7 @@ def bench_tellme(model, tokenizer, anatomy, chats, run_dir, max_batch_tokens: in
     cfg = TELLMEConfig()  # defaults: right padding + last-valid gather, stable sort, float32 Grams
     side = tokenizer.padding_side
     t0, c0 = time.perf_counter(), time.process_time()
-    with cpu_fast_paths(model):
+    with cpu_fast_paths(model, packed=packed):
         ours = tellme_from_chats(ctx, cfg, chats)
     t_ours, c_ours = time.perf_counter() - t0, time.process_time() - c0
     layer = resolve_layer(cfg.layer, anatomy.num_layers)

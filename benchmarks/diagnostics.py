@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     model, tok, anatomy = _load_model()
     print(f"model loaded in {time.perf_counter() - t0:.1f}s; torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}")
+    from deepsight.models.cpu_linears import PackedLinears
+
+    t0 = time.perf_counter()
+    packed = PackedLinears(model)  # once per model, as the audit does at load time (reported, not in the scans' times)
+    print(f"CPU fast paths: {len(packed)} linear layers pre-packed in {time.perf_counter() - t0:.2f}s")
     rows: list[dict] = []
     run_dir = Path(tempfile.mkdtemp(prefix="deepsight_bench_"))
     if "xboundary" in only or "tellme" in only:
@@ -83,19 +88,20 @@ def main(argv: list[str] | None = None) -> int:
 
         inputs = xt.load_inputs(args.data_dir, args.n_xboundary, args.n_tellme)
         if "xboundary" in only:
-            rows.append(xt.bench_xboundary(model, tok, anatomy, inputs.xboundary, run_dir))
+            rows.append(xt.bench_xboundary(model, tok, anatomy, inputs.xboundary, run_dir, packed=packed))
             print_table(rows[-1:])
         if "tellme" in only:
-            rows.append(xt.bench_tellme(model, tok, anatomy, inputs.tellme, run_dir))
+            rows.append(xt.bench_tellme(model, tok, anatomy, inputs.tellme, run_dir, packed=packed))
             print_table(rows[-1:])
     if "spin" in only or "mi_peaks" in only:
         from benchmarks import _spin_mi as sm
 
         spin_rows, items = sm.load_data(args.data_dir, args.n_spin, args.n_mi)
         if "spin" in only:
-            rows.append(sm.bench_spin(model, tok, anatomy, spin_rows[0], spin_rows[1], q=args.q))
+            rows.append(sm.bench_spin(model, tok, anatomy, spin_rows[0], spin_rows[1], q=args.q, packed=packed))
         if "mi_peaks" in only:
-            rows.append(sm.bench_mi_peaks(model, tok, anatomy, items, max_new_tokens=args.max_new_tokens))
+            rows.append(sm.bench_mi_peaks(model, tok, anatomy, items, max_new_tokens=args.max_new_tokens,
+                                          packed=packed))
     print()
     print_table(rows)
     return 0

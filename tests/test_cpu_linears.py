@@ -88,3 +88,26 @@ def test_restored_after_an_error():
     with pytest.raises(RuntimeError, match="boom"), packed_cpu_linears(model):
         raise RuntimeError("boom")
     assert all("forward" not in vars(m) for m in _linears(model))
+
+
+def test_packed_once_activated_many_times_and_nested():
+    from deepsight.models.cpu_fast_paths import cpu_fast_paths
+    from deepsight.models.cpu_linears import PackedLinears
+
+    model = tiny_llama(layers=2)
+    ids = torch.tensor(random_seqs([6, 6], model.config.vocab_size))
+    packed = PackedLinears(model)
+    assert len(packed) == len(_linears(model))
+    with torch.no_grad():
+        ref = model(ids).logits
+        for _ in range(2):
+            with cpu_fast_paths(model, packed=packed) as on:
+                assert on["packed_linears"] == len(packed)
+                with packed.active():  # nested: the inner block leaves the layers to the outer one
+                    pass
+                assert all("forward" in vars(m) for m in _linears(model))
+                torch.testing.assert_close(model(ids).logits, ref, rtol=1e-5, atol=1e-5)
+            assert all("forward" not in vars(m) for m in _linears(model))
+        with cpu_fast_paths(model, enabled=False, packed=packed) as on:
+            assert on == {"packed_linears": 0, "native_gqa": False}
+            assert all("forward" not in vars(m) for m in _linears(model))

@@ -10,11 +10,14 @@ from contextlib import contextmanager
 from torch import nn
 
 from deepsight.models.cpu_attention import native_gqa_on_cpu
-from deepsight.models.cpu_linears import packed_cpu_linears
+from deepsight.models.cpu_linears import PackedLinears
 
 
 @contextmanager
-def cpu_fast_paths(model: nn.Module, enabled: bool = True) -> Iterator[dict]:
-    """Inside the block ``model`` runs with both fast paths where they apply; yields what was switched on."""
-    with packed_cpu_linears(model, enabled=enabled) as n, native_gqa_on_cpu(enabled=enabled) as gqa:
+def cpu_fast_paths(model: nn.Module, enabled: bool = True, packed: PackedLinears | None = None) -> Iterator[dict]:
+    """Inside the block ``model`` runs with both fast paths where they apply; yields what was switched on.
+    ``packed``: linears packed earlier (benchmarks pack once per model, as the audit does at load)."""
+    if packed is None or not enabled:
+        packed = PackedLinears(model, enabled=enabled)
+    with packed.active() as n, native_gqa_on_cpu(enabled=enabled) as gqa:
         yield {"packed_linears": n, "native_gqa": gqa}
