@@ -111,3 +111,14 @@ def test_packed_once_activated_many_times_and_nested():
         with cpu_fast_paths(model, enabled=False, packed=packed) as on:
             assert on == {"packed_linears": 0, "native_gqa": False}
             assert all("forward" not in vars(m) for m in _linears(model))
+
+
+def test_weights_changed_in_place_are_repacked():
+    torch.manual_seed(2)
+    lin = nn.Linear(16, 8, bias=False)
+    x = torch.randn(4, 16)
+    with torch.no_grad(), packed_cpu_linears(lin):
+        before = lin(x)
+        lin.weight.mul_(2.0)
+        after = lin(x)
+    torch.testing.assert_close(after, 2.0 * before, rtol=1e-5, atol=1e-6)

@@ -11,8 +11,9 @@ the layer's forward through ``torch.ops.mkldnn._linear_pointwise`` until the con
 Numbers stay float32 (different summation order: ~1e-6 relative, checked against ``F.linear``
 when packing). Gradients flow to the inputs (SPIN's backward passes deltas through frozen
 layers: W^T is packed the first time it is needed); a layer whose weight requires grad runs the
-plain ``F.linear``. The packed copies cost one more copy of the weights (two after a backward),
-so the context skips packing when that would not fit in a quarter of the free memory.
+plain ``F.linear``; a weight changed in place is packed again before its next use. The packed
+copies cost one more copy of the weights (two after a backward), so packing is skipped when that
+would not fit in a quarter of the free memory.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ class _PackedLinear:
         self.module = module
         self.packed = _pack(module.weight)
         self._packed_t: torch.Tensor | None = None
+        self._version = module.weight._version  # an in-place change of the weight makes the copies stale
+
+    def _refresh(self) -> None:
+        if self.module.weight._version != self._version:
+            self.packed, self._packed_t = _pack(self.module.weight), None
+            self._version = self.module.weight._version
 
     def packed_t(self) -> torch.Tensor:
         if self._packed_t is None:
@@ -75,6 +82,7 @@ class _PackedLinear:
         m = self.module
         if x.dtype != torch.float32 or x.device.type != "cpu":
             return F.linear(x, m.weight, m.bias)
+        self._refresh()
         if torch.is_grad_enabled():
             if m.weight.requires_grad or (m.bias is not None and m.bias.requires_grad):
                 return F.linear(x, m.weight, m.bias)
