@@ -410,8 +410,9 @@ class Capture:
         p, (b, t) = prefix.length, input_ids.shape
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        ok = t > p and bool((input_ids[:, :p] == prefix.ids.to(input_ids.device)).all()) and bool(
-            attention_mask[:, : p + 1].bool().all())
+        # both checks in one host sync per batch, not two
+        ok = t > p and bool((input_ids[:, :p] == prefix.ids.to(input_ids.device)).all()
+                             & attention_mask[:, : p + 1].bool().all())
         if not ok:
             raise ValueError(f"forward(prefix=...): every row must start with the {p} prefix tokens and have a "
                              "real token after them (right padding)")
