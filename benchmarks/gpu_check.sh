@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # GPU check of the Triton kernels, for a lent CUDA machine (H100/H200), in well under 8 minutes:
-#   1. tests/test_kernels_*.py natively on CUDA (TRITON_INTERPRET unset; bf16 operands reach tl.dot)
-#   2. benchmarks/kernels.py --quick (Triton vs torch, GB/s vs the measured D2D copy, TFLOP/s)
-#   3. benchmarks/capture_overhead.py --quick, when that file exists
-# then a short table of each step's status and time (step limits 240 + 120 + 110 s: < 8 min in all).
+#   1. tests/test_kernels_*.py and tests/test_capture_gpu.py natively on CUDA (TRITON_INTERPRET unset;
+#      bf16 operands reach tl.dot)
+#   2. benchmarks/kernels.py --quick --sweep (Triton vs torch, GB/s vs the measured D2D copy, TFLOP/s;
+#      then each kernel's CUDA_LAUNCH alternatives, fastest first)
+#   3. benchmarks/capture_overhead.py --quick
+# then a short table of each step's status and time (step limits 180 + 200 + 100 s: < 8 min in all).
 # Exit status: non-zero if a step failed.
 # Usage (from anywhere): bash benchmarks/gpu_check.sh     (PYTHON=... to pick the interpreter)
 set -uo pipefail
@@ -42,12 +44,11 @@ step() {  # step NAME TIMEOUT_S CMD...
 
 # Kernel compilation dominates the test time: spread the tests over a few processes when xdist is there.
 XDIST=()
-if "$PY" -c "import xdist" 2>/dev/null; then XDIST=(-n 4); fi
-step "kernel tests" 240 "$PY" -m pytest tests/test_kernels_*.py -q -p no:cacheprovider "${XDIST[@]}"
-step "kernel benchmarks" 120 "$PY" benchmarks/kernels.py --quick
-if [ -f benchmarks/capture_overhead.py ]; then
-    step "capture overhead" 110 "$PY" benchmarks/capture_overhead.py --quick
-fi
+if "$PY" -c "import xdist" 2>/dev/null; then XDIST=(-n 8); fi
+step "kernel tests" 180 "$PY" -m pytest tests/test_kernels_*.py tests/test_capture_gpu.py -q -p no:cacheprovider \
+    -rfE "${XDIST[@]}"
+step "kernel benchmarks" 200 "$PY" benchmarks/kernels.py --quick --sweep
+step "capture overhead" 100 "$PY" benchmarks/capture_overhead.py --quick
 
 echo
 printf '%-24s %-8s %s\n' step status seconds

@@ -18,6 +18,7 @@ Target (ARCHITECTURE / issue): memory-bound Triton kernels (pool, histogram, top
     python benchmarks/kernels.py            # full sizes on GPU, small sizes on CPU
     python benchmarks/kernels.py --quick    # shorter timing (gpu_check.sh)
     python benchmarks/kernels.py --ops pool,topk
+    python benchmarks/kernels.py --sweep    # GPU: also time each kernel's CUDA_LAUNCH alternatives
 """
 
 from __future__ import annotations
@@ -236,6 +237,70 @@ def make_cases(dispatch, device: torch.device, gpu: bool) -> list[Case]:
     return cases
 
 
+# --sweep: CUDA launch parameters tried per op (overrides of the kernel module's CUDA_LAUNCH, one at a time).
+SWEEPS: dict[str, tuple[str, list[dict]]] = {
+    "pool_mean": (
+        "pool",
+        [dict(block_d=d, block_t=t, num_warps=w) for d in (64, 128, 256) for t in (16, 32) for w in (4, 8)]
+        + [dict(programs_per_sm=p) for p in (4, 16)],
+    ),
+    "gram+2class": (
+        "gram",
+        [dict(block_k=k, num_stages=s) for k in (32, 64) for s in (2, 3, 4)] + [dict(block_m_large=64)],
+    ),
+    "joint_hist": (
+        "histogram",
+        [dict(block_d=d, num_warps=w) for d in (1024, 2048, 4096) for w in (4, 8, 16)]
+        + [dict(rows_per_sm=r) for r in (1, 4)],
+    ),
+    "grad_abs_sum": (
+        "grad_abs",
+        [dict(num_stages=s) for s in (2, 4)] + [dict(block_i=128), dict(block_t=32), dict(programs_per_sm=4)],
+    ),
+    "importance_topk": (
+        "topk",
+        [dict(block=b, num_warps=w) for b in (2048, 4096, 8192, 16384) for w in (4, 8)]
+        + [dict(block=16384, num_warps=16)],
+    ),
+}
+
+
+def sweep(cases: list[Case], bench, copy_gbs: float) -> None:
+    """Time the Triton path of each case under each launch alternative in SWEEPS; print a table per op."""
+    for case in cases:
+        if case.op not in SWEEPS:
+            continue
+        module_name, overrides = SWEEPS[case.op]
+        launch = sys.modules[f"deepsight.kernels.{module_name}"].CUDA_LAUNCH
+        default = dict(launch)
+        ref = case.result("torch").double()
+        results = []
+        for override in [{}] + overrides:
+            launch.update(override)
+            label = ", ".join(f"{k}={v}" for k, v in override.items()) or "default " + str(default)
+            try:
+                ms = bench(lambda case=case: case.run("triton"))
+                got = case.result("triton").double()
+                err = float((got - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
+                results.append((ms, label, err))
+            except Exception as exc:  # a configuration that does not compile or run: report, go on
+                print(f"sweep {case.op} [{label}] FAILED: {exc!r:.200}")
+            finally:
+                launch.clear()
+                launch.update(default)
+        if not results:
+            continue
+        base = results[0][0] if results[0][1].startswith("default") else float("nan")
+        print(f"sweep {case.op} ({case.shape}, {case.dtype}): fastest first")
+        for ms, label, err in sorted(results):
+            gbs = case.bytes / (ms * 1e-3) / 1e9
+            tflops = f"  {case.flops / (ms * 1e-3) / 1e12:7.1f} TFLOP/s" if case.flops else ""
+            print(
+                f"  {ms:9.4f} ms  {gbs:8.1f} GB/s  {gbs / copy_gbs:6.3f} of copy{tflops}  "
+                f"x{base / ms:5.2f} vs default  rel diff {err:.1e}  {label}"
+            )
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
@@ -248,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer timing repeats")
     parser.add_argument("--ops", default="", help="comma-separated subset of op names (prefix match)")
+    parser.add_argument("--sweep", action="store_true", help="GPU: also time the kernels' launch alternatives")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--csv", default=str(ROOT / "benchmarks" / "kernels.csv"), help="CSV to append rows to")
     args = parser.parse_args(argv)
@@ -264,10 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {name}   D2D copy: {copy_gbs:.0f} GB/s (read + write)   providers: {', '.join(providers)}")
 
     wanted = [o for o in args.ops.split(",") if o]
+    cases = [c for c in make_cases(dispatch, device, gpu) if not wanted or any(c.op.startswith(o) for o in wanted)]
     rows, failures = [], 0
-    for case in make_cases(dispatch, device, gpu):
-        if wanted and not any(case.op.startswith(o) for o in wanted):
-            continue
+    for case in cases:
         times: dict[str, float] = {}
         err = float("nan")
         runs = {p: (lambda case=case, p=p: case.run(p)) for p in providers}
@@ -319,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             print("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
         print(f"appended {len(rows)} rows to {path}")
+    if args.sweep and gpu:
+        sweep(cases, bench, copy_gbs)
     return 1 if failures else 0
 
 

@@ -102,6 +102,11 @@ def _check(delta, x, acc, token_mask) -> None:
         raise ValueError(f"token_mask on {token_mask.device}, delta on {delta.device}")
 
 
+# CUDA launch parameters (largest O, I and T blocks, pipeline stages, programs aimed at per SM);
+# ``benchmarks/kernels.py --sweep`` times alternatives on a GPU.
+CUDA_LAUNCH = {"block_o": 128, "block_i": 64, "block_t": 64, "num_stages": 3, "programs_per_sm": 2}
+
+
 def grad_abs_sum_triton(delta, x, acc, token_mask=None, allow_tf32: bool = False) -> None:
     """Triton path of :func:`deepsight.kernels.dispatch.grad_abs_sum_`."""
     _check(delta, x, acc, token_mask)
@@ -113,12 +118,13 @@ def grad_abs_sum_triton(delta, x, acc, token_mask=None, allow_tf32: bool = False
     if S == 0 or T == 0 or O == 0 or I == 0:
         return
     interp = interpreting()
-    BLOCK_O = 16 if interp else block_size(O, lo=16, hi=128)
-    BLOCK_I = 16 if interp else block_size(I, lo=16, hi=64)  # 128 x 64: two fp32 tiles without spills
-    BLOCK_T = 16 if interp else block_size(T, lo=16, hi=64)
+    BLOCK_O = 16 if interp else block_size(O, lo=16, hi=CUDA_LAUNCH["block_o"])
+    BLOCK_I = 16 if interp else block_size(I, lo=16, hi=CUDA_LAUNCH["block_i"])  # 128 x 64: two fp32 tiles
+    BLOCK_T = 16 if interp else block_size(T, lo=16, hi=CUDA_LAUNCH["block_t"])
     tiles = cdiv(O, BLOCK_O) * cdiv(I, BLOCK_I)
     if delta.is_cuda:
-        target = 2 * torch.cuda.get_device_properties(delta.device).multi_processor_count
+        sms = torch.cuda.get_device_properties(delta.device).multi_processor_count
+        target = CUDA_LAUNCH["programs_per_sm"] * sms
         n_split = max(1, min(S, cdiv(target, tiles)))
     else:  # interpreter: exercise the split path
         n_split = min(S, 2)
@@ -135,7 +141,7 @@ def grad_abs_sum_triton(delta, x, acc, token_mask=None, allow_tf32: bool = False
         S, T, O, I, per_split,
         HAS_MASK=token_mask is not None, UPCAST=upcast, INPUT_PRECISION=precision,
         BLOCK_O=BLOCK_O, BLOCK_I=BLOCK_I, BLOCK_T=BLOCK_T,
-        num_warps=8 if BLOCK_O * BLOCK_I >= 128 * 64 else 4, num_stages=3,
+        num_warps=8 if BLOCK_O * BLOCK_I >= 128 * 64 else 4, num_stages=3 if interp else CUDA_LAUNCH["num_stages"],
     )  # fmt: skip
 
 

@@ -95,18 +95,24 @@ def _check(x, gram, labels, class_grams) -> None:
         check_labels("labels", labels, N, K)
 
 
+# CUDA launch parameters (output tile for D <= 1024 and above, row block, pipeline stages, programs
+# aimed at per SM); ``benchmarks/kernels.py --sweep`` times alternatives on a GPU.
+CUDA_LAUNCH = {"block_m_small": 64, "block_m_large": 128, "block_k": 64, "num_stages": 3, "programs_per_sm": 4}
+
+
 def _launch(x, rows, seg, out, n_segments: int, max_rows: int, allow_tf32: bool) -> None:
     """One launch over ``n_segments`` row segments of at most ``max_rows`` rows (an upper bound, no sync)."""
     N, D = x.shape
     interp = interpreting()
-    BLOCK_M = 16 if interp else (64 if D <= 1024 else 128)
-    BLOCK_K = 16 if interp else 64
+    BLOCK_M = 16 if interp else CUDA_LAUNCH["block_m_small" if D <= 1024 else "block_m_large"]
+    BLOCK_K = 16 if interp else CUDA_LAUNCH["block_k"]
     n_t = cdiv(D, BLOCK_M)
     tiles = _upper_tiles(n_t, x.device)
     n_split = 1
     if max_rows > 0:
         if x.is_cuda:
-            target = 4 * torch.cuda.get_device_properties(x.device).multi_processor_count
+            sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+            target = CUDA_LAUNCH["programs_per_sm"] * sms
             n_split = max(1, min(cdiv(target, tiles.shape[0] * n_segments), cdiv(max_rows, 8 * BLOCK_K)))
         else:  # interpreter: exercise the split path on small inputs
             n_split = min(2, cdiv(max_rows, BLOCK_K))
@@ -119,7 +125,7 @@ def _launch(x, rows, seg, out, n_segments: int, max_rows: int, allow_tf32: bool)
         D, rows_per_split,
         HAS_ROWS=rows is not None, UPCAST=upcast, INPUT_PRECISION=precision,
         BLOCK_M=BLOCK_M, BLOCK_K=BLOCK_K,
-        num_warps=4 if BLOCK_M == 64 else 8, num_stages=3,
+        num_warps=4 if BLOCK_M <= 64 else 8, num_stages=3 if interp else CUDA_LAUNCH["num_stages"],
     )  # fmt: skip
 
 

@@ -26,6 +26,9 @@ import torch
 from .utils import cdiv, check_float_input, interpreting, lazy_jit, next_pow2, tl
 
 COUNT_DTYPES = (torch.int32, torch.int64, torch.float32, torch.float64)
+# CUDA launch parameters (largest D block, warps, rows aimed at per SM before rows are split);
+# ``benchmarks/kernels.py --sweep`` times alternatives on a GPU.
+CUDA_LAUNCH = {"block_d": 2048, "num_warps": 8, "rows_per_sm": 2}
 _local_hist_ok = [True]  # flipped once if this Triton build cannot compile tl.histogram
 
 
@@ -130,11 +133,13 @@ def joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
         return
     lx, sx = _bin_params(lo_x, hi_x, S, bins, x.device, "x")
     ly, sy = _bin_params(lo_y, hi_y, S, bins, x.device, "y")
-    BLOCK_D = max(16, min(next_pow2(D), 32 if interpreting() else 2048))
+    interp = interpreting()
+    BLOCK_D = max(16, min(next_pow2(D), 32 if interp else CUDA_LAUNCH["block_d"]))
     n_blocks = cdiv(D, BLOCK_D)
     if x.is_cuda:  # split rows only when there are too few rows to fill the GPU
         sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-        n_chunks = 1 if S >= 2 * sms else min(n_blocks, cdiv(2 * sms, S))
+        rows = CUDA_LAUNCH["rows_per_sm"] * sms
+        n_chunks = 1 if S >= rows else min(n_blocks, cdiv(rows, S))
     else:  # interpreter: odd S owns whole rows, even S splits them, so tests see both variants
         n_chunks = 1 if S % 2 else min(2, n_blocks)
     d_per_chunk = cdiv(n_blocks, n_chunks) * BLOCK_D
@@ -143,14 +148,15 @@ def joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
     # tl.histogram wants a power-of-two slot count that is a multiple of the warp size.
     meta = dict(BINS=bins, NUM_SLOTS=max(32, next_pow2(bins * bins)), BLOCK_D=BLOCK_D, EXCLUSIVE=n_chunks == 1)
     grid = (S, n_chunks)
+    num_warps = 8 if interp else CUDA_LAUNCH["num_warps"]
     if _local_hist_ok[0]:
         try:
-            _joint_histogram_kernel[grid](*args, LOCAL_HIST=True, **meta, num_warps=8)
+            _joint_histogram_kernel[grid](*args, LOCAL_HIST=True, **meta, num_warps=num_warps)
             return
         except Exception as err:  # a kernel that fails to compile launches nothing: counts are untouched
             _local_hist_ok[0] = False
             warnings.warn(f"tl.histogram did not compile ({err!r:.200}); using per-pair atomics", stacklevel=2)
-    _joint_histogram_kernel[grid](*args, LOCAL_HIST=False, **meta, num_warps=8)
+    _joint_histogram_kernel[grid](*args, LOCAL_HIST=False, **meta, num_warps=num_warps)
 
 
 def _bins_ref(v: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, bins: int) -> torch.Tensor:

@@ -31,6 +31,10 @@ from .utils import (
 
 POOLINGS = {"mean": 0, "sum": 1, "last": 2}
 
+# CUDA launch parameters (largest D and T blocks, warps, programs aimed at per SM); the interpreter
+# uses small blocks. ``benchmarks/kernels.py --sweep`` times alternatives on a GPU.
+CUDA_LAUNCH = {"block_d": 128, "block_t": 32, "num_warps": 4, "programs_per_sm": 8}
+
 
 @lazy_jit
 def _pooled_class_sum_kernel(
@@ -126,14 +130,16 @@ def pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling: str = "
     if B == 0 or T == 0 or D == 0:
         return
     labels = labels.to(device=hidden.device, dtype=torch.int64).contiguous()
-    BLOCK_D = block_size(D, lo=16, hi=128)
-    BLOCK_T = block_size(T, lo=2, hi=4 if interpreting() else 32)
+    interp = interpreting()
+    BLOCK_D = block_size(D, lo=16, hi=128 if interp else CUDA_LAUNCH["block_d"])
+    BLOCK_T = block_size(T, lo=2, hi=4 if interp else CUDA_LAUNCH["block_t"])
     n_d = cdiv(D, BLOCK_D)
     # Split long sequences across programs so small batches still fill the GPU.
     n_split = 1
     if POOLINGS[pooling] != 2:
         if hidden.is_cuda:
-            target = 8 * torch.cuda.get_device_properties(hidden.device).multi_processor_count
+            sms = torch.cuda.get_device_properties(hidden.device).multi_processor_count
+            target = CUDA_LAUNCH["programs_per_sm"] * sms
             n_split = max(1, min(cdiv(target, B * n_d), cdiv(T, 4 * BLOCK_T)))
         else:  # interpreter: still exercise the split path on small inputs
             n_split = min(2, cdiv(T, BLOCK_T))
@@ -146,7 +152,7 @@ def pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling: str = "
         hidden.stride(0), hidden.stride(1), hidden.stride(2), stride_m[0], stride_m[1],
         T, D, sums.shape[0], t_per_split,
         POOLING=POOLINGS[pooling], HAS_MASK=mask is not None, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D,
-        num_warps=4,
+        num_warps=4 if interp else CUDA_LAUNCH["num_warps"],
     )  # fmt: skip
 
 

@@ -26,6 +26,8 @@ from .utils import cdiv, interpreting, lazy_jit, tl
 _LOW = (1 << 32) - 1
 _SAMPLE = 1 << 16  # importance entries sampled to pick the threshold
 _CAPACITY_FACTOR = 8  # candidate buffer = this many times the expected number passing the threshold
+# CUDA launch parameters of the filter pass; ``benchmarks/kernels.py --sweep`` times alternatives on a GPU.
+CUDA_LAUNCH = {"block": 4096, "num_warps": 8}
 
 
 @lazy_jit
@@ -119,11 +121,12 @@ def importance_topk_triton(weight, acc, k: int) -> tuple[torch.Tensor, torch.Ten
         capacity = min(numel, _CAPACITY_FACTOR * target)
         keys = torch.empty(capacity, dtype=torch.int64, device=w.device)
         counter = torch.zeros(2, dtype=torch.int64, device=w.device)
-        BLOCK = 256 if interpreting() else 4096
+        interp = interpreting()
+        BLOCK = 256 if interp else CUDA_LAUNCH["block"]
         _importance_filter_kernel[(cdiv(numel, BLOCK),)](
             w, a, tau, keys, counter,
             numel, capacity,
-            BLOCK=BLOCK, num_warps=8 if BLOCK >= 4096 else 4,
+            BLOCK=BLOCK, num_warps=4 if interp else CUDA_LAUNCH["num_warps"],
         )  # fmt: skip
         passed, nonzero = counter.tolist()
         if nonzero == 0:
