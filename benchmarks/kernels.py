@@ -96,6 +96,30 @@ def _timer(device: torch.device, quick: bool) -> Callable[[Callable[[], None]], 
     return bench_cpu
 
 
+def kernel_ms(fn: Callable[[], None], reps: int = 10) -> float:
+    """GPU time of the kernels one call of ``fn`` launches (torch profiler; no launch gaps), or NaN."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        fn()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(reps):
+                fn()
+            torch.cuda.synchronize()
+        events = prof.events()
+        device = [e for e in events if e.device_type == DeviceType.CUDA]
+        if device:
+            total_us = sum(e.time_range.elapsed_us() for e in device)
+        else:
+            total_us = sum(k.duration for e in events for k in getattr(e, "kernels", []))
+        return total_us / reps / 1e3 if total_us > 0 else float("nan")
+    except Exception as exc:  # the profiler is a diagnostic: never fail the benchmark on it
+        print(f"(kernel timing unavailable: {exc!r:.200})")
+        return float("nan")
+
+
 def copy_bandwidth(device: torch.device, bench) -> float:
     """Device-to-device copy GB/s (bytes read + written) of a large buffer."""
     n = (1 << 30) if device.type == "cuda" else (1 << 27)  # bytes
@@ -241,26 +265,29 @@ def make_cases(dispatch, device: torch.device, gpu: bool) -> list[Case]:
 SWEEPS: dict[str, tuple[str, list[dict]]] = {
     "pool_mean": (
         "pool",
-        [dict(block_d=d, block_t=t, num_warps=w) for d in (64, 128, 256) for t in (16, 32) for w in (4, 8)]
+        [dict(block_d=d, block_t=t) for d in (64, 128, 256) for t in (32, 64, 128) if d * t <= 128 * 128]
+        + [dict(block_d=d, block_t=t, num_warps=8) for d, t in ((128, 64), (256, 64), (128, 128))]
         + [dict(programs_per_sm=p) for p in (4, 16)],
     ),
     "gram+2class": (
         "gram",
-        [dict(block_k=k, num_stages=s) for k in (32, 64) for s in (2, 3, 4)] + [dict(block_m_large=64)],
+        [dict(block_k=k, num_stages=s) for k in (32, 64, 128) for s in (3, 4) if (k, s) != (64, 3)]
+        + [dict(block_m_large=128), dict(programs_per_sm=8)],
     ),
     "joint_hist": (
         "histogram",
-        [dict(block_d=d, num_warps=w) for d in (1024, 2048, 4096) for w in (4, 8, 16)]
+        [dict(method="onehot", onehot_block_d=d, num_warps=w) for d in (64, 128, 256) for w in (4, 8)]
+        + [dict(block_d=d, num_warps=w) for d, w in ((2048, 4), (4096, 8), (8192, 4))]
         + [dict(rows_per_sm=r) for r in (1, 4)],
     ),
     "grad_abs_sum": (
         "grad_abs",
-        [dict(num_stages=s) for s in (2, 4)] + [dict(block_i=128), dict(block_t=32), dict(programs_per_sm=4)],
+        [dict(num_stages=s) for s in (2, 4)]
+        + [dict(block_t=32), dict(block_t=32, num_stages=4), dict(block_o=64), dict(programs_per_sm=4)],
     ),
     "importance_topk": (
         "topk",
-        [dict(block=b, num_warps=w) for b in (2048, 4096, 8192, 16384) for w in (4, 8)]
-        + [dict(block=16384, num_warps=16)],
+        [dict(block=b, num_warps=w) for b in (1024, 2048, 4096, 8192) for w in (2, 4, 8)],
     ),
 }
 
@@ -299,6 +326,28 @@ def sweep(cases: list[Case], bench, copy_gbs: float) -> None:
                 f"  {ms:9.4f} ms  {gbs:8.1f} GB/s  {gbs / copy_gbs:6.3f} of copy{tflops}  "
                 f"x{base / ms:5.2f} vs default  rel diff {err:.1e}  {label}"
             )
+
+
+def append_rows(path: Path, rows: list[dict]) -> None:
+    """Append rows to a CSV, rewriting it with the union of the columns when the new rows bring more."""
+    fields = list(rows[0])
+    old: list[dict] = []
+    if path.exists():
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            old_fields = list(reader.fieldnames or [])
+            if set(fields) <= set(old_fields):
+                fields = old_fields
+            else:
+                old = list(reader)
+                fields = old_fields + [c for c in fields if c not in old_fields]
+    if old or not path.exists():
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, restval="")
+            writer.writeheader()
+            writer.writerows(old)
+    with path.open("a", newline="") as f:
+        csv.DictWriter(f, fieldnames=fields, restval="").writerows(rows)
 
 
 def _git_commit() -> str:
@@ -347,8 +396,10 @@ def main(argv: list[str] | None = None) -> int:
         if "triton" in times and "torch" in times:
             a, b = case.result("triton").double(), case.result("torch").double()
             err = float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+        kernel_times = {p: kernel_ms(runs[p]) for p in times} if gpu else {}
         for provider, ms in times.items():
             gbs = case.bytes / (ms * 1e-3) / 1e9
+            k_ms = kernel_times.get(provider, float("nan"))
             rows.append(
                 {
                     "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -366,19 +417,16 @@ def main(argv: list[str] | None = None) -> int:
                     "speedup_vs_torch": round(times["torch"] / ms, 2) if "torch" in times else "",
                     "max_rel_diff_vs_torch": f"{err:.1e}" if provider == "triton" else "",
                     "copy_GB_s": round(copy_gbs, 1),
+                    "kernel_ms": round(k_ms, 4) if gpu else "",
+                    "kernel_frac_copy_bw": round(case.bytes / (k_ms * 1e-3) / 1e9 / copy_gbs, 3) if gpu else "",
                 }
             )
 
     if rows:
         path = Path(args.csv)
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
+        append_rows(path, rows)
         cols = ["op", "provider", "shape", "ms", "GB_s", "frac_copy_bw", "TFLOP_s", "speedup_vs_torch"]
-        cols.append("max_rel_diff_vs_torch")
+        cols += ["max_rel_diff_vs_torch"] + (["kernel_ms", "kernel_frac_copy_bw"] if gpu else [])
         widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
         print("  ".join(c.ljust(widths[c]) for c in cols))
         for r in rows:

@@ -104,7 +104,7 @@ def _check(delta, x, acc, token_mask) -> None:
 
 # CUDA launch parameters (largest O, I and T blocks, pipeline stages, programs aimed at per SM);
 # ``benchmarks/kernels.py --sweep`` times alternatives on a GPU.
-CUDA_LAUNCH = {"block_o": 128, "block_i": 64, "block_t": 64, "num_stages": 3, "programs_per_sm": 2}
+CUDA_LAUNCH = {"block_o": 128, "block_i": 128, "block_t": 64, "num_stages": 3, "programs_per_sm": 2}
 
 
 def grad_abs_sum_triton(delta, x, acc, token_mask=None, allow_tf32: bool = False) -> None:
@@ -119,7 +119,7 @@ def grad_abs_sum_triton(delta, x, acc, token_mask=None, allow_tf32: bool = False
         return
     interp = interpreting()
     BLOCK_O = 16 if interp else block_size(O, lo=16, hi=CUDA_LAUNCH["block_o"])
-    BLOCK_I = 16 if interp else block_size(I, lo=16, hi=CUDA_LAUNCH["block_i"])  # 128 x 64: two fp32 tiles
+    BLOCK_I = 16 if interp else block_size(I, lo=16, hi=CUDA_LAUNCH["block_i"])  # two fp32 tiles
     BLOCK_T = 16 if interp else block_size(T, lo=16, hi=CUDA_LAUNCH["block_t"])
     tiles = cdiv(O, BLOCK_O) * cdiv(I, BLOCK_I)
     if delta.is_cuda:

@@ -97,7 +97,7 @@ def _check(x, gram, labels, class_grams) -> None:
 
 # CUDA launch parameters (output tile for D <= 1024 and above, row block, pipeline stages, programs
 # aimed at per SM); ``benchmarks/kernels.py --sweep`` times alternatives on a GPU.
-CUDA_LAUNCH = {"block_m_small": 64, "block_m_large": 128, "block_k": 64, "num_stages": 3, "programs_per_sm": 4}
+CUDA_LAUNCH = {"block_m_small": 64, "block_m_large": 64, "block_k": 64, "num_stages": 3, "programs_per_sm": 4}
 
 
 def _launch(x, rows, seg, out, n_segments: int, max_rows: int, allow_tf32: bool) -> None:

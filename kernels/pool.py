@@ -71,12 +71,14 @@ def _pooled_class_sum_kernel(
         cnt = t_end.to(tl.float32)
         last = t_end - 1
 
-    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     if POOLING == 2:
         has_last = offs_d < tl.where(last >= 0, D, 0)
         h = tl.load(row_h + last.to(tl.int64) * stride_h_t + col_off, mask=has_last, other=0.0)
-        acc += h.to(tl.float32)
+        acc = h.to(tl.float32)
     else:
+        # A (BLOCK_T, BLOCK_D) running sum: each thread adds its own elements in the loop, and the
+        # cross-thread reduction over tokens happens once, after it (not once per tile).
+        tile = tl.zeros([BLOCK_T, BLOCK_D], dtype=tl.float32)
         t_lo = pid_t * T_PER_SPLIT
         t_hi = tl.minimum(t_lo + T_PER_SPLIT, t_end)
         for t0 in range(t_lo, t_hi, BLOCK_T):
@@ -90,7 +92,8 @@ def _pooled_class_sum_kernel(
                 mask=keep[:, None] & d_ok[None, :],
                 other=0.0,
             )
-            acc += tl.sum(h.to(tl.float32), axis=0)
+            tile += h.to(tl.float32)
+        acc = tl.sum(tile, axis=0)
         if POOLING == 0:
             acc = acc / tl.maximum(cnt, 1e-9)
 

@@ -40,7 +40,7 @@ def main() -> int:
     pool_sig |= strides("stride_h_b", "stride_h_t", "stride_h_d", "stride_m_b", "stride_m_t")
     pool_sig |= strides("T", "D", "K", "T_PER_SPLIT")
     for pooling in (0, 1, 2):
-        build(pool._pooled_class_sum_kernel, pool_sig, dict(POOLING=pooling, HAS_MASK=True, BLOCK_T=32, BLOCK_D=128))
+        build(pool._pooled_class_sum_kernel, pool_sig, dict(POOLING=pooling, HAS_MASK=True, BLOCK_T=64, BLOCK_D=128))
     pool_sig64 = pool_sig | dict(hidden_ptr="*fp32", sums_ptr="*fp64", counts_ptr="*i64")
     build(pool._pooled_class_sum_kernel, pool_sig64, dict(POOLING=0, HAS_MASK=False, BLOCK_T=32, BLOCK_D=64))
 
@@ -61,20 +61,29 @@ def main() -> int:
     hist_sig = dict(x_ptr="*fp32", y_ptr="*bf16", lo_x_ptr="*fp32", scale_x_ptr="*fp32", lo_y_ptr="*fp32")
     hist_sig |= dict(scale_y_ptr="*fp32", counts_ptr="*i32")
     hist_sig |= strides("stride_x_s", "stride_x_d", "stride_y_s", "stride_y_d", "D", "D_PER_CHUNK")
-    for local, exclusive, counts in ((True, True, "*i32"), (True, False, "*fp32"), (False, False, "*i64")):
+    hist_meta = dict(BINS=32, NUM_SLOTS=1024, BINS_P=32, ONEHOT_FP16=True)
+    for method, exclusive, counts, block in (
+        (1, True, "*i32", 4096),
+        (1, False, "*fp32", 2048),
+        (0, False, "*i64", 2048),
+        (2, True, "*i32", 128),
+        (2, False, "*i64", 256),
+        (2, True, "*fp32", 64),
+    ):
         build(
             histogram._joint_histogram_kernel,
             hist_sig | dict(counts_ptr=counts),
-            dict(BINS=32, NUM_SLOTS=1024, BLOCK_D=2048, LOCAL_HIST=local, EXCLUSIVE=exclusive),
-            num_warps=8,
+            hist_meta | dict(BLOCK_D=block, METHOD=method, EXCLUSIVE=exclusive),
+            num_warps=4,
         )
 
-    build(
-        histogram._joint_histogram_kernel,
-        hist_sig,
-        dict(BINS=5, NUM_SLOTS=32, BLOCK_D=128, LOCAL_HIST=True, EXCLUSIVE=True),
-        num_warps=8,
-    )
+    for method in (1, 2):  # few bins: padded slots / one-hot columns
+        build(
+            histogram._joint_histogram_kernel,
+            hist_sig,
+            dict(BINS=5, NUM_SLOTS=32, BINS_P=16, BLOCK_D=128, METHOD=method, EXCLUSIVE=True, ONEHOT_FP16=True),
+            num_warps=8,
+        )
 
     ga_sig = dict(delta_ptr="*bf16", x_ptr="*bf16", mask_ptr="*u8", acc_ptr="*fp32")
     ga_sig |= strides("stride_d_s", "stride_d_t", "stride_d_o", "stride_x_s", "stride_x_t", "stride_x_i")
@@ -83,14 +92,14 @@ def main() -> int:
         build(
             grad_abs._grad_abs_sum_kernel,
             ga_sig | dict(delta_ptr=f"*{dtype}", x_ptr=f"*{dtype}"),
-            dict(HAS_MASK=mask, UPCAST=upcast, INPUT_PRECISION="ieee", BLOCK_O=128, BLOCK_I=64, BLOCK_T=64),
+            dict(HAS_MASK=mask, UPCAST=upcast, INPUT_PRECISION="ieee", BLOCK_O=128, BLOCK_I=128, BLOCK_T=64),
             num_warps=8,
             num_stages=3,
         )
 
     topk_sig = dict(weight_ptr="*bf16", acc_ptr="*fp32", tau_ptr="*fp32", keys_ptr="*i64", counter_ptr="*i64")
     topk_sig |= dict(numel="i64", capacity="i64")
-    build(topk._importance_filter_kernel, topk_sig, dict(BLOCK=4096), num_warps=8)
+    build(topk._importance_filter_kernel, topk_sig, dict(BLOCK=2048), num_warps=4)
     build(topk._importance_filter_kernel, topk_sig | dict(weight_ptr="*fp32", numel=I32), dict(BLOCK=4096))
     return 0
 
