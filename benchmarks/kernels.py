@@ -265,29 +265,24 @@ def make_cases(dispatch, device: torch.device, gpu: bool) -> list[Case]:
 SWEEPS: dict[str, tuple[str, list[dict]]] = {
     "pool_mean": (
         "pool",
-        [dict(block_d=d, block_t=t) for d in (64, 128, 256) for t in (32, 64, 128) if d * t <= 128 * 128]
-        + [dict(block_d=d, block_t=t, num_warps=8) for d, t in ((128, 64), (256, 64), (128, 128))]
-        + [dict(programs_per_sm=p) for p in (4, 16)],
+        [dict(block_t=t, programs_per_sm=p) for t in (32, 64) for p in (2, 4, 8) if (t, p) != (64, 4)]
+        + [dict(block_d=64), dict(block_d=256, block_t=32)],
     ),
     "gram+2class": (
         "gram",
-        [dict(block_k=k, num_stages=s) for k in (32, 64, 128) for s in (3, 4) if (k, s) != (64, 3)]
-        + [dict(block_m_large=128), dict(programs_per_sm=8)],
+        [dict(block_k=32), dict(num_stages=4), dict(block_m_large=128), dict(programs_per_sm=2)],
     ),
     "joint_hist": (
         "histogram",
-        [dict(method="onehot", onehot_block_d=d, num_warps=w) for d in (64, 128, 256) for w in (4, 8)]
-        + [dict(block_d=d, num_warps=w) for d, w in ((2048, 4), (4096, 8), (8192, 4))]
-        + [dict(rows_per_sm=r) for r in (1, 4)],
+        [dict(block_d=d, num_warps=w) for d, w in ((2048, 4), (4096, 8), (8192, 4))] + [dict(rows_per_sm=4)],
     ),
     "grad_abs_sum": (
         "grad_abs",
-        [dict(num_stages=s) for s in (2, 4)]
-        + [dict(block_t=32), dict(block_t=32, num_stages=4), dict(block_o=64), dict(programs_per_sm=4)],
+        [dict(num_stages=4), dict(block_t=32, num_stages=4), dict(programs_per_sm=1)],
     ),
     "importance_topk": (
         "topk",
-        [dict(block=b, num_warps=w) for b in (1024, 2048, 4096, 8192) for w in (2, 4, 8)],
+        [dict(block=b, num_warps=w) for b in (1024, 2048, 4096, 8192) for w in (4, 8) if (b, w) != (4096, 4)],
     ),
 }
 

@@ -8,13 +8,10 @@ one count per pair to ``counts[s, a, b]`` where, with equal-width bins over [lo,
 computed in fp32 exactly as written (both backends give the same bins). Values outside the
 range land in the edge bins; a degenerate range (hi <= lo) puts everything in bin 0; NaN
 inputs give undefined bins. A Triton program streams one row (or, when there are too few rows
-to fill the GPU, a chunk of one), bins each block of coordinates and counts the block's pairs
-in registers, by one of two methods (``CUDA_LAUNCH["method"]``): ``tl.histogram`` over the
-BINS * BINS cells (masked lanes go to slot 0 and are subtracted at the end), or the product
-onehot(a)^T onehot(b) of the block's (BLOCK_D, BINS) one-hot bin matrices on the tensor cores
-(exact: 0/1 operands, fp32 sums below 2^24). It adds its counts to ``counts`` once: a plain
-read-add-write when it owns the row, atomics on the non-zero cells when the row is split.
-A per-pair-atomics method remains where ``tl.histogram`` does not compile.
+to fill the GPU, a chunk of one), bins each block of coordinates and reduces it with
+``tl.histogram`` into a histogram held in registers (masked lanes go to slot 0 and are
+subtracted at the end), then adds that to ``counts`` once: a plain read-add-write when it owns the row, atomics on
+the non-zero slots when the row is split.
 
 ``histogram_mutual_information`` turns counts into MI = sum_ab p_ab ln(p_ab / (p_a p_b))
 (nats, float64, 0 for empty rows); that reduction is small and stays in torch.
@@ -29,14 +26,9 @@ import torch
 from .utils import cdiv, check_float_input, interpreting, lazy_jit, next_pow2, tl
 
 COUNT_DTYPES = (torch.int32, torch.int64, torch.float32, torch.float64)
-# Launch parameters: the counting method ("onehot": tensor-core products of one-hot bin matrices;
-# "histogram": tl.histogram in registers; "atomics": one atomic per pair), which the interpreter honours
-# too (the tests run each), and for CUDA the largest D block (of the one-hot method: its matrices live in
-# registers), warps and rows aimed at per SM before rows are split. ``benchmarks/kernels.py --sweep``
-# times alternatives on a GPU.
-CUDA_LAUNCH = {"method": "histogram", "block_d": 4096, "onehot_block_d": 128, "num_warps": 4, "rows_per_sm": 2}
-METHODS = {"atomics": 0, "histogram": 1, "onehot": 2}
-ONEHOT_MAX_BINS = 128
+# CUDA launch parameters (largest D block, warps, rows aimed at per SM before rows are split);
+# ``benchmarks/kernels.py --sweep`` times alternatives on a GPU.
+CUDA_LAUNCH = {"block_d": 4096, "num_warps": 4, "rows_per_sm": 2}
 _local_hist_ok = [True]  # flipped once if this Triton build cannot compile tl.histogram
 
 
@@ -45,16 +37,13 @@ def _joint_histogram_kernel(
     x_ptr, y_ptr, lo_x_ptr, scale_x_ptr, lo_y_ptr, scale_y_ptr, counts_ptr,
     stride_x_s, stride_x_d, stride_y_s, stride_y_d,
     D, D_PER_CHUNK,
-    BINS: tl.constexpr, NUM_SLOTS: tl.constexpr, BINS_P: tl.constexpr, BLOCK_D: tl.constexpr,
-    METHOD: tl.constexpr, EXCLUSIVE: tl.constexpr, ONEHOT_FP16: tl.constexpr,
+    BINS: tl.constexpr, NUM_SLOTS: tl.constexpr, BLOCK_D: tl.constexpr,
+    LOCAL_HIST: tl.constexpr, EXCLUSIVE: tl.constexpr,
 ):  # fmt: skip
     """Program (s, chunk): counts[s, bin(x[s, k]), bin(y[s, k])] += 1 for k in the chunk.
 
-    METHOD 0: one atomic per pair. 1: a block histogram of the BINS * BINS slots in registers
-    (``tl.histogram``). 2: one-hot matrices of the x and y bins, (BLOCK_D, BINS_P) each, multiplied on the
-    tensor cores: counts = onehot(x)^T onehot(y), exact (0/1 operands, fp32 sums of at most D_PER_CHUNK).
-    Methods 1 and 2 add their block result to counts once: a plain load/add/store when the program owns the
-    whole row (EXCLUSIVE), else atomics on the non-zero cells.
+    LOCAL_HIST: a block histogram in registers, added to counts once (plain load/add/store when the
+    program owns the whole row, EXCLUSIVE; else atomics); otherwise one atomic per pair.
     """
     pid_s = tl.program_id(0)
     pid_c = tl.program_id(1)
@@ -68,9 +57,7 @@ def _joint_histogram_kernel(
     d_lo = pid_c * D_PER_CHUNK
     d_hi = tl.minimum(d_lo + D_PER_CHUNK, D)
     local = tl.zeros([NUM_SLOTS], dtype=tl.int32)
-    n_tail = tl.full([], 0, tl.int32)  # method 1: masked-off lanes counted into slot 0, taken out at the end
-    cells = tl.zeros([BINS_P, BINS_P], dtype=tl.float32)  # method 2
-    offs_bin = tl.arange(0, BINS_P)
+    n_tail = tl.full([], 0, tl.int32)  # masked-off lanes counted into slot 0, taken out at the end
     for d0 in range(d_lo, d_hi, BLOCK_D):
         offs = d0 + tl.arange(0, BLOCK_D)
         ok = offs < d_hi
@@ -79,42 +66,22 @@ def _joint_histogram_kernel(
         y = tl.load(y_row + offs64 * stride_y_d, mask=ok, other=0.0).to(tl.float32)
         fx = tl.minimum(tl.maximum(tl.floor((x - lo_x) * scale_x), 0.0), BINS - 1.0)
         fy = tl.minimum(tl.maximum(tl.floor((y - lo_y) * scale_y), 0.0), BINS - 1.0)
-        if METHOD == 2:
-            ix = tl.where(ok, fx.to(tl.int32), BINS_P)  # masked lanes match no column
-            iy = fy.to(tl.int32)
-            if ONEHOT_FP16:
-                ax = (ix[:, None] == offs_bin[None, :]).to(tl.float16)  # (BLOCK_D, BINS_P)
-                by = (iy[:, None] == offs_bin[None, :]).to(tl.float16)
-                cells = tl.dot(tl.trans(ax), by, cells)
-            else:
-                ax = (ix[:, None] == offs_bin[None, :]).to(tl.float32)
-                by = (iy[:, None] == offs_bin[None, :]).to(tl.float32)
-                cells = tl.dot(tl.trans(ax), by, cells, input_precision="ieee")
-        else:
-            slot = fx.to(tl.int32) * BINS + fy.to(tl.int32)
-            if METHOD == 1:
-                local += tl.histogram(tl.where(ok, slot, 0), NUM_SLOTS)
-                n_tail += BLOCK_D - tl.sum(ok.to(tl.int32), axis=0)
-            else:
-                tl.atomic_add(row + slot, ok.to(counts_ptr.dtype.element_ty), mask=ok)
-    if METHOD == 1:
+        slot = fx.to(tl.int32) * BINS + fy.to(tl.int32)
+        if LOCAL_HIST:
+            local += tl.histogram(tl.where(ok, slot, 0), NUM_SLOTS)
+            n_tail += BLOCK_D - tl.sum(ok.to(tl.int32), axis=0)
+        else:  # one atomic per pair (fallback where tl.histogram does not compile)
+            tl.atomic_add(row + slot, ok.to(counts_ptr.dtype.element_ty), mask=ok)
+    if LOCAL_HIST:
         offs_slot = tl.arange(0, NUM_SLOTS)
         local -= tl.where(offs_slot == 0, n_tail, 0)
-        real = offs_slot < BINS * BINS
         if EXCLUSIVE:
+            real = offs_slot < BINS * BINS
             old = tl.load(row + offs_slot, mask=real, other=0)
             tl.store(row + offs_slot, old + local.to(counts_ptr.dtype.element_ty), mask=real)
         else:
-            tl.atomic_add(row + offs_slot, local.to(counts_ptr.dtype.element_ty), mask=real & (local > 0))
-    if METHOD == 2:
-        cell = offs_bin[:, None] * BINS + offs_bin[None, :]  # (BINS_P, BINS_P)
-        real = (offs_bin[:, None] < BINS) & (offs_bin[None, :] < BINS)
-        add = cells.to(counts_ptr.dtype.element_ty)
-        if EXCLUSIVE:
-            old = tl.load(row + cell, mask=real, other=0)
-            tl.store(row + cell, old + add, mask=real)
-        else:
-            tl.atomic_add(row + cell, add, mask=real & (cells > 0))
+            keep = (offs_slot < BINS * BINS) & (local > 0)
+            tl.atomic_add(row + offs_slot, local.to(counts_ptr.dtype.element_ty), mask=keep)
 
 
 def _as_row_param(v, S: int, device: torch.device, name: str) -> torch.Tensor:
@@ -167,15 +134,7 @@ def joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
     lx, sx = _bin_params(lo_x, hi_x, S, bins, x.device, "x")
     ly, sy = _bin_params(lo_y, hi_y, S, bins, x.device, "y")
     interp = interpreting()
-    method = CUDA_LAUNCH["method"]
-    if method not in METHODS:
-        raise ValueError(f"histogram CUDA_LAUNCH['method']: expected one of {sorted(METHODS)}, got {method!r}")
-    if method == "onehot" and bins > ONEHOT_MAX_BINS:
-        method = "histogram"  # (BINS_P, BINS_P) fp32 cells per program would spill
-    if method == "histogram" and not _local_hist_ok[0]:
-        method = "atomics"
-    max_block = 32 if interp else CUDA_LAUNCH["onehot_block_d" if method == "onehot" else "block_d"]
-    BLOCK_D = max(16, min(next_pow2(D), max_block))
+    BLOCK_D = max(16, min(next_pow2(D), 32 if interp else CUDA_LAUNCH["block_d"]))
     n_blocks = cdiv(D, BLOCK_D)
     if x.is_cuda:  # split rows only when there are too few rows to fill the GPU
         sms = torch.cuda.get_device_properties(x.device).multi_processor_count
@@ -183,27 +142,21 @@ def joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
         n_chunks = 1 if S >= rows else min(n_blocks, cdiv(rows, S))
     else:  # interpreter: odd S owns whole rows, even S splits them, so tests see both variants
         n_chunks = 1 if S % 2 else min(2, n_blocks)
-    if method == "onehot":  # fp32 sums of 0/1 products are exact below 2^24 per cell
-        n_chunks = max(n_chunks, cdiv(D, 1 << 23))
     d_per_chunk = cdiv(n_blocks, n_chunks) * BLOCK_D
     n_chunks = cdiv(D, d_per_chunk)
     args = (x, y2, lx, sx, ly, sy, counts, x.stride(0), x.stride(1), y2.stride(0), y2.stride(1), D, d_per_chunk)
-    # tl.histogram wants a power-of-two slot count that is a multiple of the warp size; tl.dot at least 16 x 16.
-    meta = dict(
-        BINS=bins, NUM_SLOTS=max(32, next_pow2(bins * bins)), BINS_P=max(16, next_pow2(bins)), BLOCK_D=BLOCK_D,
-        EXCLUSIVE=n_chunks == 1, ONEHOT_FP16=not interp,
-    )  # fmt: skip
+    # tl.histogram wants a power-of-two slot count that is a multiple of the warp size.
+    meta = dict(BINS=bins, NUM_SLOTS=max(32, next_pow2(bins * bins)), BLOCK_D=BLOCK_D, EXCLUSIVE=n_chunks == 1)
     grid = (S, n_chunks)
     num_warps = 8 if interp else CUDA_LAUNCH["num_warps"]
-    if method == "histogram":
+    if _local_hist_ok[0]:
         try:
-            _joint_histogram_kernel[grid](*args, METHOD=1, **meta, num_warps=num_warps)
+            _joint_histogram_kernel[grid](*args, LOCAL_HIST=True, **meta, num_warps=num_warps)
             return
         except Exception as err:  # a kernel that fails to compile launches nothing: counts are untouched
             _local_hist_ok[0] = False
             warnings.warn(f"tl.histogram did not compile ({err!r:.200}); using per-pair atomics", stacklevel=2)
-        method = "atomics"
-    _joint_histogram_kernel[grid](*args, METHOD=METHODS[method], **meta, num_warps=num_warps)
+    _joint_histogram_kernel[grid](*args, LOCAL_HIST=False, **meta, num_warps=num_warps)
 
 
 def _bins_ref(v: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, bins: int) -> torch.Tensor:

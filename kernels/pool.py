@@ -33,7 +33,7 @@ POOLINGS = {"mean": 0, "sum": 1, "last": 2}
 
 # CUDA launch parameters (largest D and T blocks, warps, programs aimed at per SM); the interpreter
 # uses small blocks. ``benchmarks/kernels.py --sweep`` times alternatives on a GPU.
-CUDA_LAUNCH = {"block_d": 128, "block_t": 32, "num_warps": 4, "programs_per_sm": 8}
+CUDA_LAUNCH = {"block_d": 128, "block_t": 64, "num_warps": 4, "programs_per_sm": 4}
 
 
 @lazy_jit

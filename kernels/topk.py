@@ -27,7 +27,7 @@ _LOW = (1 << 32) - 1
 _SAMPLE = 1 << 16  # importance entries sampled to pick the threshold
 _CAPACITY_FACTOR = 8  # candidate buffer = this many times the expected number passing the threshold
 # CUDA launch parameters of the filter pass; ``benchmarks/kernels.py --sweep`` times alternatives on a GPU.
-CUDA_LAUNCH = {"block": 2048, "num_warps": 4}
+CUDA_LAUNCH = {"block": 4096, "num_warps": 4}
 
 
 @lazy_jit
@@ -38,7 +38,8 @@ def _importance_filter_kernel(
 ):  # fmt: skip
     """Program b: append key(|w| * a, index) for every entry of flat block b with |w| * a >= tau.
 
-    counter[0] counts the entries that passed (also beyond ``capacity``), counter[1] the nonzero acc entries.
+    counter[0] counts the entries that passed (also beyond ``capacity``). Only blocks with candidates touch
+    it (a few thousand atomics on one address; one per block would serialise the whole pass).
     """
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -49,9 +50,6 @@ def _importance_filter_kernel(
     tau = tl.load(tau_ptr)
     sel = ((imp >= tau) & ok).to(tl.int32)
     n_sel = tl.sum(sel, axis=0)
-    n_nonzero = tl.sum(((a != 0.0) & ok).to(tl.int32), axis=0)
-    if n_nonzero > 0:
-        tl.atomic_add(counter_ptr + 1, n_nonzero.to(tl.int64))
     if n_sel > 0:
         base = tl.atomic_add(counter_ptr, n_sel.to(tl.int64))
         slot = base + tl.cumsum(sel, axis=0).to(tl.int64) - 1
@@ -120,7 +118,7 @@ def importance_topk_triton(weight, acc, k: int) -> tuple[torch.Tensor, torch.Ten
     else:
         capacity = min(numel, _CAPACITY_FACTOR * target)
         keys = torch.empty(capacity, dtype=torch.int64, device=w.device)
-        counter = torch.zeros(2, dtype=torch.int64, device=w.device)
+        counter = torch.zeros(1, dtype=torch.int64, device=w.device)
         interp = interpreting()
         BLOCK = 256 if interp else CUDA_LAUNCH["block"]
         _importance_filter_kernel[(cdiv(numel, BLOCK),)](
@@ -128,11 +126,11 @@ def importance_topk_triton(weight, acc, k: int) -> tuple[torch.Tensor, torch.Ten
             numel, capacity,
             BLOCK=BLOCK, num_warps=4 if interp else CUDA_LAUNCH["num_warps"],
         )  # fmt: skip
-        passed, nonzero = counter.tolist()
-        if nonzero == 0:
-            return _empty(weight.device, torch.float32)
+        passed = int(counter.item())
         if k <= passed <= capacity:  # every top-k entry is among the candidates
             return _decode(torch.topk(keys[:passed], k).values)
+        if passed == 0 and not bool(a.any()):  # tau > 0: an all-zero acc passes nothing
+            return _empty(weight.device, torch.float32)
     # Full pass: small matrices, a sample that missed, or massive ties at the threshold.
     importance = w.abs().float() * a.float()  # (O, I)
     return _decode(torch.topk(_pack(importance.flatten()), k).values)

@@ -61,29 +61,20 @@ def main() -> int:
     hist_sig = dict(x_ptr="*fp32", y_ptr="*bf16", lo_x_ptr="*fp32", scale_x_ptr="*fp32", lo_y_ptr="*fp32")
     hist_sig |= dict(scale_y_ptr="*fp32", counts_ptr="*i32")
     hist_sig |= strides("stride_x_s", "stride_x_d", "stride_y_s", "stride_y_d", "D", "D_PER_CHUNK")
-    hist_meta = dict(BINS=32, NUM_SLOTS=1024, BINS_P=32, ONEHOT_FP16=True)
-    for method, exclusive, counts, block in (
-        (1, True, "*i32", 4096),
-        (1, False, "*fp32", 2048),
-        (0, False, "*i64", 2048),
-        (2, True, "*i32", 128),
-        (2, False, "*i64", 256),
-        (2, True, "*fp32", 64),
-    ):
+    for local, exclusive, counts in ((True, True, "*i32"), (True, False, "*fp32"), (False, False, "*i64")):
         build(
             histogram._joint_histogram_kernel,
             hist_sig | dict(counts_ptr=counts),
-            hist_meta | dict(BLOCK_D=block, METHOD=method, EXCLUSIVE=exclusive),
+            dict(BINS=32, NUM_SLOTS=1024, BLOCK_D=4096, LOCAL_HIST=local, EXCLUSIVE=exclusive),
             num_warps=4,
         )
 
-    for method in (1, 2):  # few bins: padded slots / one-hot columns
-        build(
-            histogram._joint_histogram_kernel,
-            hist_sig,
-            dict(BINS=5, NUM_SLOTS=32, BINS_P=16, BLOCK_D=128, METHOD=method, EXCLUSIVE=True, ONEHOT_FP16=True),
-            num_warps=8,
-        )
+    build(
+        histogram._joint_histogram_kernel,
+        hist_sig,
+        dict(BINS=5, NUM_SLOTS=32, BLOCK_D=128, LOCAL_HIST=True, EXCLUSIVE=True),
+        num_warps=8,
+    )
 
     ga_sig = dict(delta_ptr="*bf16", x_ptr="*bf16", mask_ptr="*u8", acc_ptr="*fp32")
     ga_sig |= strides("stride_d_s", "stride_d_t", "stride_d_o", "stride_x_s", "stride_x_t", "stride_x_i")
@@ -99,7 +90,7 @@ def main() -> int:
 
     topk_sig = dict(weight_ptr="*bf16", acc_ptr="*fp32", tau_ptr="*fp32", keys_ptr="*i64", counter_ptr="*i64")
     topk_sig |= dict(numel="i64", capacity="i64")
-    build(topk._importance_filter_kernel, topk_sig, dict(BLOCK=2048), num_warps=4)
+    build(topk._importance_filter_kernel, topk_sig, dict(BLOCK=4096), num_warps=4)
     build(topk._importance_filter_kernel, topk_sig | dict(weight_ptr="*fp32", numel=I32), dict(BLOCK=4096))
     return 0
 

@@ -47,14 +47,10 @@ def make_case(seed: int, dtype, dev, y_rows: bool, S: int = 3):
     return x, y, bins, lo_x, hi_x, lo_y, hi_y
 
 
-@pytest.mark.parametrize("method", ["histogram", "onehot"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("y_rows", [False, True])
 @pytest.mark.parametrize("count_dtype", [torch.int32, torch.float32])
-def test_triton_matches_direct_counts(device, dtype, y_rows, count_dtype, method, monkeypatch):  # noqa: F811
-    from deepsight.kernels import histogram
-
-    monkeypatch.setitem(histogram.CUDA_LAUNCH, "method", method)
+def test_triton_matches_direct_counts(device, dtype, y_rows, count_dtype):  # noqa: F811
     x, y, bins, lo_x, hi_x, lo_y, hi_y = make_case(3 + y_rows, dtype, device, y_rows, S=3 + y_rows)
     S = x.shape[0]
     counts0 = torch.randint(0, 1000, (S, bins, bins)).to(count_dtype).to(device)  # poisoned: must add
@@ -70,38 +66,12 @@ def test_per_pair_atomic_fallback(device, monkeypatch):  # noqa: F811
     from deepsight.kernels import histogram
 
     monkeypatch.setattr(histogram, "_local_hist_ok", [False])
-    monkeypatch.setitem(histogram.CUDA_LAUNCH, "method", "histogram")  # falls back to atomics
     x, y, bins, lo_x, hi_x, lo_y, hi_y = make_case(11, torch.bfloat16, device, True)
     S = x.shape[0]
     counts = torch.full((S, bins, bins), 7, dtype=torch.int32, device=device)
     joint_histogram_triton(x, y, counts, lo_x.to(device), hi_x.to(device), lo_y, hi_y)
     exp = direct_hist(x, y, bins, lo_x, hi_x, [lo_y] * S, [hi_y] * S)
     assert torch.equal((counts - 7).cpu().to(torch.int64), exp)
-
-
-@pytest.mark.parametrize("method", ["atomics", "histogram", "onehot"])
-def test_methods_agree_on_larger_inputs(device, method, monkeypatch):  # noqa: F811
-    """Many bins (BINS_P > 16 for the one-hot products, several blocks per row) and out-of-range values."""
-    from deepsight.kernels import histogram
-
-    monkeypatch.setitem(histogram.CUDA_LAUNCH, "method", method)
-    gen = torch.Generator().manual_seed(23)
-    S, D, bins = 2, odd_size(gen, 70, 150), 21
-    x = (torch.randn(S, D, generator=gen) * 3).to(device)
-    y = torch.randn(S, D, generator=gen).to(device)
-    counts = torch.zeros(S, bins, bins, dtype=torch.int64, device=device)
-    joint_histogram_triton(x, y, counts, -2.0, 2.5, -1.0, 1.0)
-    exp = torch.zeros(S, bins, bins, dtype=torch.int64)
-    joint_histogram_ref(x.cpu(), y.cpu(), exp, -2.0, 2.5, -1.0, 1.0)
-    assert torch.equal(counts.cpu(), exp) and int(exp.sum()) == S * D
-
-
-def test_unknown_method(monkeypatch):
-    from deepsight.kernels import histogram
-
-    monkeypatch.setitem(histogram.CUDA_LAUNCH, "method", "sorting")
-    with pytest.raises(ValueError, match="method"):
-        joint_histogram_triton(torch.randn(2, 8), torch.randn(8), torch.zeros(2, 4, 4), 0.0, 1.0, 0.0, 1.0)
 
 
 def test_torch_path_matches_direct_counts():
