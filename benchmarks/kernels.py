@@ -277,7 +277,7 @@ SWEEPS: dict[str, tuple[str, list[dict]]] = {
         "gram",
         [dict(num_stages=4), dict(block_m_large=128), dict(programs_per_sm=2), dict(programs_per_sm=8)],
     ),
-    "grad_abs_sum": ("grad_abs", [dict(programs_per_sm=1), dict(num_stages=4), dict(programs_per_sm=1, num_stages=4)]),
+    "grad_abs_sum": ("grad_abs", [dict(programs_per_sm=2), dict(num_stages=4), dict(block_t=32)]),
     "importance_topk": (
         "topk",
         [dict(block=b, num_warps=w) for b in (2048, 4096, 8192, 16384) for w in (4, 8) if (b, w) != (4096, 4)],

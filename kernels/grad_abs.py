@@ -104,7 +104,7 @@ def _check(delta, x, acc, token_mask) -> None:
 
 # CUDA launch parameters (largest O, I and T blocks, pipeline stages, programs aimed at per SM);
 # ``benchmarks/kernels.py --sweep`` times alternatives on a GPU.
-CUDA_LAUNCH = {"block_o": 128, "block_i": 128, "block_t": 64, "num_stages": 3, "programs_per_sm": 2}
+CUDA_LAUNCH = {"block_o": 128, "block_i": 128, "block_t": 64, "num_stages": 3, "programs_per_sm": 1}
 
 
 def grad_abs_sum_triton(delta, x, acc, token_mask=None, allow_tf32: bool = False) -> None:
