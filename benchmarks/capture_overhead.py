@@ -8,6 +8,7 @@ Same model, same length-bucketed batches (already on the device), timed alternat
            per-class sums in the fused kernel (``ClassCentroids``), and the last-token block output
            at max(0, floor(0.6666 L) - 1) into per-class Gram matrices (``GramMatrix``); k = deepest.
 
+The capture runs whole blocks (``last_token_mlp=False``): the overhead is measured on the same work.
 Prints the median time of each pass, the ratio capture / bare (targets, measured not asserted:
 <= 1.10x on CPU with SmolLM2, <= 1.03x on H100), the full forward without early exit for scale,
 and on CUDA the peak extra memory of the capture, for N and 2N samples (it must not grow with N;
@@ -106,7 +107,8 @@ def run_pass(make_capture, batches, device) -> float:
 def peak_extra(model, batches, specs, sinks, stop, device) -> tuple[float, float]:
     """(bare peak, capture peak) bytes above the memory allocated before the pass (CUDA only)."""
     peaks = []
-    for make in (lambda: Capture(model, [], stop_after=stop), lambda: Capture(model, specs, sinks)):
+    for make in (lambda: Capture(model, [], stop_after=stop),
+                 lambda: Capture(model, specs, sinks, last_token_mlp=False)):
         torch.cuda.empty_cache()
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -131,7 +133,7 @@ def breakdown(model, anatomy, specs, sinks, stop, batches, device, repeats: int)
 
     for label, (sp, sk) in variants.items():
         def make(sp=sp, sk=sk):
-            return Capture(model, sp, sk, anatomy=anatomy, stop_after=stop)
+            return Capture(model, sp, sk, anatomy=anatomy, stop_after=stop, last_token_mlp=False)
 
         run_pass(make, batches, device)
         b_t, v_t = [], []
@@ -142,7 +144,7 @@ def breakdown(model, anatomy, specs, sinks, stop, batches, device, repeats: int)
         print(f"  {label:26s}: {t * 1e3:9.1f} ms vs bare {b * 1e3:9.1f} ms  ratio {t / b:.3f}x")
     prof = cProfile.Profile()
     prof.enable()
-    run_pass(lambda: Capture(model, specs, sinks, anatomy=anatomy), batches, device)
+    run_pass(lambda: Capture(model, specs, sinks, anatomy=anatomy, last_token_mlp=False), batches, device)
     prof.disable()
     pstats.Stats(prof).sort_stats("tottime").print_stats(12)
 
@@ -189,7 +191,7 @@ def main() -> None:
         return Capture(model, [], stop_after=stop, anatomy=anatomy)
 
     def scan_capture():
-        return Capture(model, specs, sinks, anatomy=anatomy)
+        return Capture(model, specs, sinks, anatomy=anatomy, last_token_mlp=False)
 
     run_pass(bare_capture, batches, device)  # warm-up (allocator, kernels' JIT)
     run_pass(scan_capture, batches, device)

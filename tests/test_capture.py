@@ -91,6 +91,51 @@ def test_right_padding_is_exact_and_centroids_fused(llama, llama_ref):
         torch.testing.assert_close(cents[layer].centroids, expect, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("with_prefix", [False, True])
+def test_causal_right_padding_runs_without_the_mask_and_matches(with_prefix):
+    """Right-padded rows of a causal model run without the padding mask: every reduction equals the masked
+    forward's and batch 1's; the model really gets no mask; left padding is refused."""
+    model = tiny_llama().double()
+    head = [7, 8, 9, 10, 11, 12, 13, 14, 15]
+    seqs = [head + s for s in random_seqs([5, 9, 3, 7, 1, 6], model.config.vocab_size)]
+    ref = _reference_states(model, seqs)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    specs = [CaptureSpec("block_output", [0, 2], "mean", name="mean"), CaptureSpec("block_output", [1], "last")]
+    seen_masks = []
+    model.register_forward_pre_hook(lambda m, a, kw: seen_masks.append(kw.get("attention_mask")), with_kwargs=True)
+
+    def run(causal_right_padding):
+        got = {}
+
+        def sink(ev):
+            for r, v in zip(ev.take("row").tolist(), ev.value):
+                got[(ev.spec.name, ev.layer, r)] = v.double()  # (the mean is taken in float32)
+
+        with Capture(model, specs, sink, causal_right_padding=causal_right_padding) as cap:
+            prefix = cap.shared_prefix(seqs) if with_prefix else None
+            assert (prefix is not None) == with_prefix
+            for b in iter_batches(seqs, max_batch_tokens=40, pad_id=0):
+                cap.forward(b.input_ids, b.attention_mask, prefix=prefix, row=b.index, labels=labels[b.index])
+        return got
+
+    masked = run(False)
+    seen_masks.clear()
+    unmasked = run(True)
+    assert seen_masks and all(m is None for m in seen_masks[1 if with_prefix else 0 :])
+    assert masked.keys() == unmasked.keys()
+    for key, value in unmasked.items():
+        torch.testing.assert_close(value, masked[key], rtol=1e-6, atol=1e-6)
+        name, layer, r = key
+        h = ref[r][layer + 1]
+        torch.testing.assert_close(value, h.mean(0) if name == "mean" else h[-1], rtol=1e-6, atol=1e-6)
+    ids, mask = pad_batch(seqs[:2], pad_id=0, side="left")
+    with Capture(model, specs, lambda ev: None, causal_right_padding=True) as cap:
+        with pytest.raises(ValueError, match="right padding"):
+            cap.forward(ids, mask)
+    with pytest.raises(ConfigError, match="causal_right_padding"):
+        Capture(model, specs, lambda ev: None, causal_right_padding=True, mask_positions=True)
+
+
 def test_early_exit_stops_after_deepest_block(llama):
     seqs = random_seqs([4, 6], llama.config.vocab_size)
     ids, mask = pad_batch(seqs, 0)
@@ -401,3 +446,73 @@ def test_mask_positions_make_left_padding_match_batch_one(llama, llama_ref):
             cap.forward(b.input_ids, b.attention_mask, row=b.index)
     for r, states in enumerate(ref):
         torch.testing.assert_close(got[r], states[3][-1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("factory", [tiny_llama, tiny_mixtral, tiny_qwen2_moe])
+@pytest.mark.parametrize("side", ["right", "left", "prefix"])
+def test_last_token_mlp_shortcut_matches_whole_blocks(factory, side):
+    """Last-token captures at the stop block: its MLP runs on one position per row, same states as whole
+    blocks (dense and MoE; right padding, left padding, a shared prefix); not used for other captures."""
+    moe = factory is not tiny_llama
+    model = factory() if moe else factory().double()  # (the fused MoE experts take no float64)
+    tol = dict(rtol=1e-5, atol=1e-5) if moe else dict(rtol=1e-10, atol=1e-10)
+    anatomy = inspect_model(model)
+    head = [5, 6, 7, 8, 9, 10, 11, 12]
+    seqs = [head + s for s in random_seqs([6, 2, 9, 4, 1], model.config.vocab_size)]
+    layer = anatomy.num_layers - 2
+    mlp_rows = []  # (B, T) of every MLP output of that block (after the shortcut's pre-hook)
+    anatomy.layers[layer].mlp.register_forward_hook(
+        lambda m, a, out: mlp_rows.append((out[0] if isinstance(out, tuple) else out).shape[:-1]))
+
+    def run(shortcut, specs):
+        got = {}
+
+        def sink(ev):
+            for r, v in zip(ev.take("row").tolist(), ev.value):
+                got[(ev.spec.name, ev.layer, r)] = v.double()
+
+        mlp_rows.clear()
+        with Capture(model, specs, sink, anatomy=anatomy, last_token_mlp=shortcut) as cap:
+            prefix = cap.shared_prefix(seqs) if side == "prefix" else None
+            for b in iter_batches(seqs, max_batch_tokens=40, pad_id=0, side="left" if side == "left" else "right"):
+                cap.forward(b.input_ids, b.attention_mask, prefix=prefix, row=b.index)
+        return got, list(mlp_rows)
+
+    specs = [CaptureSpec("block_output", [layer], "last")]
+    ref, whole = run(False, specs)
+    got, shortcut = run(True, specs)
+    def tokens(shape):  # (B, T) or, for MoE blocks that flatten, (B * T,)
+        return shape[-1] if len(shape) == 2 else shape[0]
+
+    n_rows = [tokens(s) for s in shortcut[1 if side == "prefix" else 0 :]]  # (the prefix pass runs whole)
+    assert sum(n_rows) < sum(tokens(s) for s in whole)
+    assert all(len(s) == 1 or s[1] == 1 for s in shortcut[1 if side == "prefix" else 0 :]) or moe
+    assert got.keys() == ref.keys() and len(ref) == len(seqs)
+    for key, value in got.items():
+        torch.testing.assert_close(value, ref[key], **tol)
+    # another capture (here a mean over the same block) needs every position: no shortcut
+    _, rows = run(True, specs + [CaptureSpec("block_output", [layer], "mean", name="mean")])
+    assert [tokens(s) for s in rows] == [tokens(s) for s in whole]
+
+
+def test_last_token_mlp_shortcut_falls_back_where_a_block_cannot_take_it():
+    """Falcon adds the attention output into the MLP output in place: the shortcut fails once, is switched
+    off, and the batch runs again whole (each sink call happens once, with the right values)."""
+    from transformers import FalconConfig, FalconForCausalLM
+
+    cfg = FalconConfig(vocab_size=101, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                       parallel_attn=True, new_decoder_architecture=False, multi_query=True, bias=False)
+    torch.manual_seed(0)
+    model = FalconForCausalLM(cfg).eval().double()
+    seqs = random_seqs([5, 8, 3], cfg.vocab_size)
+    out = {}
+    for shortcut in (False, True):
+        events = out[shortcut] = []
+        with Capture(model, [CaptureSpec("block_output", [1], "last")], lambda ev, e=events: e.append(ev.value),
+                     last_token_mlp=shortcut) as cap:
+            assert (cap._last_mlp is not None) == shortcut
+            for b in iter_batches(seqs, max_batch_tokens=100, pad_id=0):
+                cap.forward(b.input_ids, b.attention_mask)
+            assert cap._last_mlp is None
+    assert len(out[True]) == len(out[False]) == 1
+    torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-12, atol=1e-12)

@@ -198,6 +198,12 @@ class CaptureEvent:
         return h[tok], tok // self._call.length
 
 
+def _check_right_padded(mask: torch.Tensor) -> None:
+    """Rows whose valid tokens come first (checked on CPU tensors; on an accelerator it would cost a sync)."""
+    if mask.device.type == "cpu" and mask.shape[1] > 1 and bool((mask[:, 1:] > mask[:, :-1]).any()):
+        raise ValueError("causal_right_padding: a row has a valid token after a padded one (not right padding)")
+
+
 class Capture:
     """Context manager registering the hooks of ``specs`` on ``model``; removes them on exit, errors included.
 
@@ -205,11 +211,19 @@ class Capture:
     ``early_exit``: stop ``forward`` after the deepest needed block (``stop_after`` overrides which).
     ``mask_positions``: pass position ids counted over valid tokens (left padding on absolute-position
     models); off by default, like a plain Hugging Face forward.
+    ``causal_right_padding``: the caller's rows are right-padded and the model is a causal decoder, so
+    ``forward`` runs the model without the padding mask: a valid token attends only to earlier positions,
+    all valid, so its states are those of the masked forward (up to rounding), and attention can take its
+    causal path (half the score blocks) instead of an explicit mask. Sinks still get the mask.
+    ``last_token_mlp``: when every capture is the output of the block a forward stops after, reduced to
+    the last valid token (TELLME), that block's MLP runs on those positions only (its output broadcasts
+    over the residual; the block's other positions are then not meaningful and nothing reads them). A model
+    whose block cannot take that (an error) runs the batch again without it, and later batches too.
     """
 
     def __init__(self, model: nn.Module, specs: Sequence[CaptureSpec], sink: Sink | dict[str, Sink] | None = None,
                  *, anatomy: Any = None, early_exit: bool = True, stop_after: int | None = None,
-                 mask_positions: bool = False):
+                 mask_positions: bool = False, causal_right_padding: bool = False, last_token_mlp: bool = True):
         self.model = model
         self.anatomy = anatomy if anatomy is not None else get_anatomy(model)
         self.specs = list(specs)
@@ -231,6 +245,14 @@ class Capture:
         # block after which the forward stops (-1: before block 0; L: after the final norm); None = no early exit
         self.stop_after = None if self._stop_point is None else self._stop_point - 1
         self.mask_positions = mask_positions
+        if causal_right_padding and mask_positions:
+            raise ConfigError("causal_right_padding needs right padding; mask_positions is for left padding")
+        # (an encoder-decoder's encoder attends both ways: it keeps its mask)
+        self.causal_right_padding = causal_right_padding and not getattr(model.config, "is_encoder_decoder", False)
+        self._event_mask: torch.Tensor | None = None  # the mask sinks get when the model runs without one
+        self._last_mlp = self._last_token_mlp_module() if last_token_mlp else None
+        self._last_mlp_used = False  # the shortcut ran in the forward in progress
+        self._last_mlp_handle: Any = None
         self._handles: list[Any] = []
         self._call: _Call | None = None
         self._meta: dict[str, Any] = {}
@@ -265,6 +287,9 @@ class Capture:
                     else:
                         h = module.register_forward_pre_hook(partial(self._on_input, spec, layer), with_kwargs=True)
                     self._handles.append(h)
+            if self._last_mlp is not None:
+                self._last_mlp_handle = self._last_mlp.register_forward_pre_hook(self._on_last_mlp, with_kwargs=True)
+                self._handles.append(self._last_mlp_handle)
             if self._stop_point is not None:  # registered last: runs after the captures at that point
                 module, kind = stop_target(self.anatomy, self._stop_point)
                 if kind == "forward":
@@ -289,7 +314,7 @@ class Capture:
         ids = kwargs.get("input_ids", args[0] if args else None)
         shape = ids.shape if ids is not None else kwargs["inputs_embeds"].shape[:2]
         b, t = int(shape[0]), int(shape[1])
-        am = kwargs.get("attention_mask")
+        am = self._event_mask if self._event_mask is not None else kwargs.get("attention_mask")
         mask = am[:, -t:] if isinstance(am, torch.Tensor) and am.dim() == 2 else None  # (B, T) current positions
         call = _Call(b, t, mask, self._meta)
         if self._prefix is not None:  # validity over prefix + current positions, as the states sinks get
@@ -343,6 +368,36 @@ class Capture:
         if self._in_forward:
             raise _StopForward
 
+    def _last_token_mlp_module(self) -> nn.Module | None:
+        """The MLP of the block the forward stops after, if every capture is that block's output reduced to
+        the last valid token (nothing reads that block's other positions)."""
+        point, n = self._stop_point, self.num_layers
+        if point is None or not 0 < point <= n:
+            return None
+        captures = [(spec, layer) for spec in self.specs for layer in self.layers[spec.name]]
+        # every capture at the stop block (so a failing shortcut has fed no sink yet), each its last token
+        if not captures or not all(stop_point(spec.site, layer, n) == point and spec.reduce == "last"
+                                   and spec.site in ("block_output", "hidden_states") for spec, layer in captures):
+            return None
+        layers = getattr(self.anatomy, "layers", None)
+        return getattr(layers[point - 1], "mlp", None) if layers is not None else None
+
+    def _on_last_mlp(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        """Pre-hook of that MLP: keep each row's last valid position (right or left padding, prefix or not)."""
+        call = self._call
+        if call is None or self._gen is not None or self._recording is not None or not self._in_forward:
+            return None
+        x = args[0] if args else kwargs.get("hidden_states")
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or tuple(x.shape[:2]) != (call.batch, call.length):
+            return None
+        mask = None if call.mask is None else call.mask[:, -call.length :].to(x.device)
+        last = R.last_valid_index(mask, call.batch, call.length, x.device)  # (B,)
+        x_last = x[torch.arange(call.batch, device=x.device), last][:, None]  # (B, 1, D)
+        self._last_mlp_used = True
+        if args:
+            return (x_last, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": x_last}
+
     # -- running -----------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
                 prefix: SharedPrefix | None = None, **meta: Any) -> Any:
@@ -352,6 +407,22 @@ class Capture:
         run (batches longer than ``PREFIX_MAX_ROW_RATIO`` prefix lengths run whole). Returns the model
         output only when no early exit happened and no prefix was used."""
         assert self._handles or not self.specs, "use Capture inside a `with` block"
+        self._last_mlp_used = False
+        try:
+            return self._forward(input_ids, attention_mask, prefix, meta)
+        except Exception as err:
+            if not self._last_mlp_used:
+                raise
+            # Every capture is at the stop block, whose output hook had not fired: nothing reached a sink.
+            log.info("the last-token MLP shortcut does not fit this model's blocks (%s: %s); running whole blocks",
+                     type(err).__name__, err)
+            self._last_mlp_handle.remove()
+            self._handles.remove(self._last_mlp_handle)
+            self._last_mlp = self._last_mlp_handle = None
+            return self._forward(input_ids, attention_mask, prefix, meta)
+
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, prefix: SharedPrefix | None,
+                 meta: dict[str, Any]) -> Any:
         kwargs: dict[str, Any] = {"attention_mask": attention_mask, "use_cache": False}
         if self.mask_positions and attention_mask is not None:
             kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)  # (B, T)
@@ -359,7 +430,11 @@ class Capture:
             prefix = None
         if prefix is not None:
             input_ids, kwargs = self._after_prefix(prefix, input_ids, attention_mask)
-        self._meta, self._in_forward, self._prefix = meta, True, prefix
+        if self.causal_right_padding and kwargs["attention_mask"] is not None:
+            self._event_mask = kwargs["attention_mask"]
+            _check_right_padded(self._event_mask)
+            kwargs["attention_mask"] = None
+        self._meta, self._in_forward, self._prefix, self._last_mlp_used = meta, True, prefix, False
         try:
             with torch.no_grad():
                 out = self.model(input_ids=input_ids, **kwargs)
@@ -367,7 +442,7 @@ class Capture:
         except _StopForward:
             return None
         finally:
-            self._meta, self._in_forward, self._call, self._prefix = {}, False, None, None
+            self._meta, self._in_forward, self._call, self._prefix, self._event_mask = {}, False, None, None, None
 
     def shared_prefix(self, seqs: Sequence[Sequence[int]], min_length: int = 8) -> SharedPrefix | None:
         """Run the token prefix every one of ``seqs`` starts with once, for ``forward(..., prefix=...)``.

@@ -42,6 +42,10 @@ class HardwareConfig:
     # run the tokens every row of a scan starts with (a chat template's system prompt) once and continue
     # each row from its KV cache (X-Boundary, TELLME); the states equal a full forward's up to rounding
     share_prefix: bool = True
+    # right-padded scan batches (X-Boundary, TELLME, SPIN) run without the padding mask on a causal model: a valid
+    # token attends only to earlier, valid positions, so its states are the masked forward's, and attention
+    # takes its causal path; switch off for a model whose attention is not causal
+    causal_right_padding: bool = True
     # CPU runs: nn.Linear through pre-packed oneDNN weights for float32 models (deepsight/models/cpu_linears.py) and
     # grouped-query attention without repeat_kv copies under masks (cpu_attention.py): 1.9x faster decoding, ~10%
     # faster scan forwards on the 2-core dev machine, same numbers up to float32 rounding; no effect on GPU tensors

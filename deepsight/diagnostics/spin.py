@@ -90,8 +90,13 @@ def _model_device(model) -> torch.device:
 
 
 # ------------------------------------------------------------------ G_W accumulation
-def _batched_grad_sums(model, refs, samples, *, max_batch_tokens, max_batch_size, pad_id, stat_dtype) -> dict:
-    """Dense route: G_W for every ref (all nn.Linear) with batched backward passes."""
+def _batched_grad_sums(model, refs, samples, *, max_batch_tokens, max_batch_size, pad_id, stat_dtype,
+                       causal_right_padding=True) -> dict:
+    """Dense route: G_W for every ref (all nn.Linear) with batched backward passes.
+
+    ``causal_right_padding``: the right-padded batches run without the padding mask (a causal model's valid
+    tokens attend only to earlier, valid positions, and padded positions carry no loss, so every gradient at
+    a valid position is the masked forward's; attention takes its causal path)."""
     from deepsight.capture.batching import iter_batches
     from deepsight.capture.gradients import GradCapture
     from deepsight.stats import GradAbsSum
@@ -109,7 +114,8 @@ def _batched_grad_sums(model, refs, samples, *, max_batch_tokens, max_batch_size
             first = int(n_prompt.min()) - 1  # logits before the first response target are not needed
             keep = b.input_ids.shape[1] - first
             gc.token_mask = b.attention_mask
-            out = model(input_ids=b.input_ids, attention_mask=b.attention_mask, logits_to_keep=keep, use_cache=False)
+            mask = None if causal_right_padding else b.attention_mask
+            out = model(input_ids=b.input_ids, attention_mask=mask, logits_to_keep=keep, use_cache=False)
             loss = per_sample_loss(out.logits, b.input_ids, n_prompt, lengths, first_pos=first).sum()
             del out
             loss.backward()
@@ -169,7 +175,7 @@ def _layer_groups(refs: list[WeightRef], group_size: int | None, max_batch_token
 
 
 def grad_abs_sums(model, anatomy, refs, samples, *, batch_size=8, max_batch_tokens=4096, pad_id=0,
-                  stat_dtype="float32", layer_group_size=None) -> tuple[dict, dict]:
+                  stat_dtype="float32", layer_group_size=None, causal_right_padding=True) -> tuple[dict, dict]:
     """G_W of every ref over ``samples`` [(ids, n_prompt)]; returns (sums by name, info)."""
     if _needs_param_route(refs):
         return _param_grad_sums(model, refs, samples, stat_dtype=stat_dtype), {"route": "per-sample weight grads",
@@ -179,7 +185,8 @@ def grad_abs_sums(model, anatomy, refs, samples, *, batch_size=8, max_batch_toke
     for group in groups:
         chosen = [r for r in refs if r.layer in set(group)]
         sums.update(_batched_grad_sums(model, chosen, samples, max_batch_tokens=max_batch_tokens,
-                                       max_batch_size=batch_size, pad_id=pad_id, stat_dtype=stat_dtype))
+                                       max_batch_size=batch_size, pad_id=pad_id, stat_dtype=stat_dtype,
+                                       causal_right_padding=causal_right_padding))
     return sums, {"route": "batched per-sample |grad| (fused kernel)", "layer_groups": [list(g) for g in groups]}
 
 
@@ -209,7 +216,7 @@ def _pad_id(tokenizer) -> int:
 
 
 def run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, stat_dtype: str = "float32",
-             max_batch_tokens: int = 4096) -> dict[str, Any]:
+             max_batch_tokens: int = 4096, causal_right_padding: bool = True) -> dict[str, Any]:
     """SPIN on two lists of (prompt, response) rows; the result dict of the scan (without figures)."""
     warnings: list[str] = []
     compat = bool(cfg.reference_compat)
@@ -233,7 +240,8 @@ def run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, stat_dtype: str = "fl
             samples.append((ids, n_prompt))
         sums, info[label] = grad_abs_sums(model, anatomy, refs, samples, batch_size=cfg.batch_size,
                                           max_batch_tokens=max_batch_tokens, pad_id=pad, stat_dtype=stat_dtype,
-                                          layer_group_size=cfg.layer_group_size)
+                                          layer_group_size=cfg.layer_group_size,
+                                          causal_right_padding=causal_right_padding)
         info[label]["samples"] = len(samples)
         cands.append(spin_candidates(refs, sums, cfg.q))
         del sums
@@ -260,7 +268,8 @@ def spin_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     model.eval()
     try:
         res = run_spin(model, ctx.tokenizer, ctx.anatomy, rows1, rows2, cfg,
-                       stat_dtype=getattr(hw, "stat_dtype", "float32"), max_batch_tokens=budget)
+                       stat_dtype=getattr(hw, "stat_dtype", "float32"), max_batch_tokens=budget,
+                       causal_right_padding=bool(getattr(hw, "causal_right_padding", True)))
     finally:
         model.train(was_training)
     res.pop("candidates")

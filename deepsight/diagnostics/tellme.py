@@ -61,11 +61,13 @@ def collect_last_token(
     model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], layer: int, *,
     max_length: int | None = None, max_batch_size: int | None = 16, max_batch_tokens: int = 16384,
     padding_side: str = "right", stat_dtype: str = "float32", share_prefix: bool = True, info: dict | None = None,
+    causal_right_padding: bool = True,
 ) -> tuple[torch.Tensor, GramMatrix]:
     """(m, d) float32 last-token rows of block ``layer`` in data order, and the per-class Gram statistic.
 
     With ``share_prefix`` (right padding) the tokens every row starts with (the chat template's system
-    prompt) run once; ``info["shared_prefix_tokens"]`` says how many."""
+    prompt) run once; ``info["shared_prefix_tokens"]`` says how many. ``causal_right_padding``: right-padded
+    batches run without the padding mask (``Capture``'s option; causal models)."""
     ids = tokenize(tokenizer, render_chats(tokenizer, chats), add_special_tokens=True,
                    max_length=_max_length(tokenizer, max_length))
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
@@ -83,7 +85,9 @@ def collect_last_token(
         store["gram"].update(last, ev.take("labels"))
 
     device = input_device(anatomy, model)
-    with Capture(model, [CaptureSpec("block_output", [layer], reduce="last")], sink, anatomy=anatomy) as cap:
+    spec = CaptureSpec("block_output", [layer], reduce="last")
+    no_mask = causal_right_padding and padding_side == "right"
+    with Capture(model, [spec], sink, anatomy=anatomy, causal_right_padding=no_mask) as cap:
         prefix = cap.shared_prefix(ids) if share_prefix and padding_side == "right" else None
         if info is not None:
             info["shared_prefix_tokens"] = 0 if prefix is None else prefix.length
@@ -117,7 +121,8 @@ def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> d
         max_batch_size=cfg.batch_size, max_batch_tokens=getattr(hw, "max_batch_tokens", 16384) if hw else 16384,
         padding_side="left" if cfg.reference_compat else "right",
         stat_dtype=getattr(hw, "stat_dtype", "float32") if hw else "float32",
-        share_prefix=getattr(hw, "share_prefix", True) if hw else True, info=info)
+        share_prefix=getattr(hw, "share_prefix", True) if hw else True, info=info,
+        causal_right_padding=getattr(hw, "causal_right_padding", True) if hw else True)
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     metrics = tellme_from_rows(rows, labels, gram, cfg.eps, reference_order=cfg.reference_compat)
     warnings = []

@@ -78,11 +78,13 @@ def collect_pooled_moments(
     model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], layers: list[int], *,
     max_length: int = 1024, max_batch_size: int | None = 16, max_batch_tokens: int = 16384,
     keep_rows: set[int] | frozenset = frozenset(), share_prefix: bool = True, info: dict | None = None,
+    causal_right_padding: bool = True,
 ) -> tuple[dict[int, ClassMoments], dict[int, torch.Tensor]]:
     """One pass over ``chats``: per-layer ``ClassMoments`` and, for ``keep_rows`` layers, the (N, d) pooled rows.
 
     With ``share_prefix`` the tokens every chat starts with (the chat template's system prompt) run
-    once; ``info["shared_prefix_tokens"]`` says how many."""
+    once; ``info["shared_prefix_tokens"]`` says how many. ``causal_right_padding``: the right-padded
+    batches run without the padding mask (``Capture``'s option; causal models)."""
     ids = tokenize(tokenizer, render_chats(tokenizer, chats), add_special_tokens=False, max_length=max_length)
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     moments: dict[int, ClassMoments] = {}
@@ -101,7 +103,7 @@ def collect_pooled_moments(
 
     device = input_device(anatomy, model)
     spec = CaptureSpec("hidden_states", layers, reduce="none")
-    with Capture(model, [spec], sink, anatomy=anatomy) as cap:  # stops after the deepest index
+    with Capture(model, [spec], sink, anatomy=anatomy, causal_right_padding=causal_right_padding) as cap:
         prefix = cap.shared_prefix(ids) if share_prefix else None
         if info is not None:
             info["shared_prefix_tokens"] = 0 if prefix is None else prefix.length
@@ -169,7 +171,8 @@ def xboundary_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat], w
         ctx.model, ctx.tokenizer, ctx.anatomy, chats, sorted(set(layers) | set(proj)),
         max_length=cfg.max_length, max_batch_size=cfg.batch_size,
         max_batch_tokens=getattr(hw, "max_batch_tokens", 16384) if hw is not None else 16384, keep_rows=set(proj),
-        share_prefix=getattr(hw, "share_prefix", True) if hw is not None else True, info=info)
+        share_prefix=getattr(hw, "share_prefix", True) if hw is not None else True, info=info,
+        causal_right_padding=getattr(hw, "causal_right_padding", True) if hw is not None else True)
     per_layer = {}
     for idx in layers:
         vals, w = xboundary_metrics(moments[idx].counts, moments[idx].sums, moments[idx].sq_sums)
