@@ -290,3 +290,48 @@ def test_spin_scan_writes_metrics_and_figure(tmp_path):
     assert (ctx.run_dir / res["figures"][0]).read_bytes()[:4] == b"\x89PNG"
     assert res["config"]["q"] == 0.01
     json.dumps(res)  # serialisable as results.json
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_chunked_head_loss_and_gradient_equal_the_plain_way(bias, monkeypatch):
+    """response_loss over a few chunks == per_sample_loss(head(h)).sum(), value and gradient (float64)."""
+    from deepsight.diagnostics import spin_loss
+
+    monkeypatch.setattr(spin_loss, "CHUNK_BYTES", 4 * 37 * 5)  # 5 positions a chunk for V = 37
+    g = torch.Generator().manual_seed(7)
+    s, t, d, v = 4, 11, 6, 37
+    head = torch.nn.Linear(d, v, bias=bias).double().requires_grad_(False)
+    hidden = torch.randn(s, t, d, generator=g, dtype=torch.float64)
+    ids = torch.randint(0, v, (s, t), generator=g)
+    n_prompt = torch.tensor([3, 1, 5, 2])
+    lengths = torch.tensor([11, 4, 9, 7])  # right padding after each length
+
+    h1 = hidden.clone().requires_grad_(True)
+    ref = per_sample_loss(head(h1), ids, n_prompt, lengths).sum()
+    ref.backward()
+    h2 = hidden.clone().requires_grad_(True)
+    got = spin_loss.response_loss(h2, head, ids, n_prompt, lengths)
+    (2.5 * got).backward()
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h2.grad, 2.5 * h1.grad, rtol=1e-12, atol=1e-12)
+    assert h2.grad[1, 4:].abs().max() == 0  # padding and prompt-only positions get no gradient
+
+
+def test_head_that_is_not_plain_linear_keeps_the_plain_loss(monkeypatch):
+    """A model that rescales its logits after the head: the per-batch check sees it and SPIN's sums use
+    the full logits (equal to the slow reference with the same model)."""
+    from deepsight.diagnostics import spin
+
+    model = _dense(2)
+    head = model.lm_head
+    monkeypatch.setattr(head, "forward", lambda x: torch.nn.functional.linear(x, head.weight) * 0.5)
+    calls = []
+    monkeypatch.setattr(spin, "response_loss", lambda *a, **k: calls.append(1))
+    an = inspect_model(model)
+    refs = weights_of_model(an, "mlp")
+    samples = [encode_sample(CharTok(), p, r) for p, r in _rows(9, 5)]
+    got, _ = grad_abs_sums(model, an, refs, samples, batch_size=2, max_batch_tokens=10_000, stat_dtype="float64")
+    assert calls == []
+    ref = reference_sums(model, refs, samples)
+    for r in refs:
+        torch.testing.assert_close(got[r.name].double(), ref[r.name], rtol=1e-10, atol=1e-13)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from deepsight.data.spin import load_spin_rows
 from deepsight.diagnostics.registry import ScanContext, register_scan
+from deepsight.diagnostics.spin_loss import plain_head, response_loss
 from deepsight.diagnostics.spin_math import (
     WeightRef,
     candidates,
@@ -106,20 +107,52 @@ def _batched_grad_sums(model, refs, samples, *, max_batch_tokens, max_batch_size
     dev = _model_device(model)
     seqs = [ids for ids, _ in samples]
     n_prompt_all = torch.tensor([npr for _, npr in samples])
+    fused = {"head": plain_head(model), "base": getattr(model, "base_model", None)}
+    if fused["base"] is model:
+        fused["head"] = None
     with GradCapture(model, modules, stats) as gc, torch.enable_grad():
         for b in iter_batches(seqs, max_batch_tokens=max_batch_tokens, pad_id=pad_id, side="right",
                               max_batch_size=max_batch_size, device=dev):
             n_prompt = n_prompt_all[b.index].to(dev)
             lengths = b.attention_mask.sum(1)
-            first = int(n_prompt.min()) - 1  # logits before the first response target are not needed
-            keep = b.input_ids.shape[1] - first
             gc.token_mask = b.attention_mask
             mask = None if causal_right_padding else b.attention_mask
-            out = model(input_ids=b.input_ids, attention_mask=mask, logits_to_keep=keep, use_cache=False)
-            loss = per_sample_loss(out.logits, b.input_ids, n_prompt, lengths, first_pos=first).sum()
-            del out
+            loss = _fused_head_loss(model, fused, b.input_ids, mask, n_prompt, lengths)
+            if loss is None:  # the plain way: logits for every position from the first response target on
+                first = int(n_prompt.min()) - 1
+                keep = b.input_ids.shape[1] - first
+                out = model(input_ids=b.input_ids, attention_mask=mask, logits_to_keep=keep, use_cache=False)
+                loss = per_sample_loss(out.logits, b.input_ids, n_prompt, lengths, first_pos=first).sum()
+                del out
             loss.backward()
     return {name: st.acc for name, st in stats.items()}
+
+
+def _fused_head_loss(model, fused: dict, ids, mask, n_prompt, lengths) -> torch.Tensor | None:
+    """The batch's loss through ``response_loss`` (the head in chunks over response positions), or None
+    where the model's head is not a plain linear map of the base model's output (then ``fused["head"]``
+    is cleared and later batches take the plain way too)."""
+    head, base = fused["head"], fused["base"]
+    if head is None or base is None:
+        return None
+    grabbed: list[torch.Tensor] = []
+    handle = base.register_forward_hook(lambda m, a, out: grabbed.append(out[0]))
+    try:
+        out = model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
+    finally:
+        handle.remove()
+    hidden = grabbed[-1] if grabbed else None
+    ok = hidden is not None and hidden.dim() == 3 and tuple(hidden.shape[:2]) == tuple(ids.shape)
+    if ok:  # the model's own logits at the last position = the plain linear head of its hidden state
+        with torch.no_grad():
+            mine = F.linear(hidden[:, -1], head.weight, head.bias).float()
+            ok = bool(torch.allclose(mine, out.logits[:, -1].float(), rtol=1e-4, atol=1e-4 * float(mine.abs().max())))
+    del out
+    if not ok:
+        log.info("spin: the output head is not a plain linear map of the base model's output; full logits")
+        fused["head"] = None
+        return None
+    return response_loss(hidden, head, ids, n_prompt, lengths)
 
 
 def _param_grad_sums(model, refs, samples, *, stat_dtype) -> dict:
