@@ -26,6 +26,7 @@ from .utils import (
     check_float_input,
     interpreting,
     lazy_jit,
+    sm_count,
     tl,
 )
 
@@ -123,8 +124,7 @@ def grad_abs_sum_triton(delta, x, acc, token_mask=None, allow_tf32: bool = False
     BLOCK_T = 16 if interp else block_size(T, lo=16, hi=CUDA_LAUNCH["block_t"])
     tiles = cdiv(O, BLOCK_O) * cdiv(I, BLOCK_I)
     if delta.is_cuda:
-        sms = torch.cuda.get_device_properties(delta.device).multi_processor_count
-        target = CUDA_LAUNCH["programs_per_sm"] * sms
+        target = CUDA_LAUNCH["programs_per_sm"] * sm_count(delta.device)
         n_split = max(1, min(S, cdiv(target, tiles)))
     else:  # interpreter: exercise the split path
         n_split = min(S, 2)

@@ -19,7 +19,17 @@ import functools
 
 import torch
 
-from .utils import FLOAT_INPUTS, cdiv, check_accumulator, check_float_input, check_labels, interpreting, lazy_jit, tl
+from .utils import (
+    FLOAT_INPUTS,
+    cdiv,
+    check_accumulator,
+    check_float_input,
+    check_labels,
+    interpreting,
+    lazy_jit,
+    sm_count,
+    tl,
+)
 
 
 @lazy_jit
@@ -111,8 +121,7 @@ def _launch(x, rows, seg, out, n_segments: int, max_rows: int, allow_tf32: bool)
     n_split = 1
     if max_rows > 0:
         if x.is_cuda:
-            sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-            target = CUDA_LAUNCH["programs_per_sm"] * sms
+            target = CUDA_LAUNCH["programs_per_sm"] * sm_count(x.device)
             n_split = max(1, min(cdiv(target, tiles.shape[0] * n_segments), cdiv(max_rows, 8 * BLOCK_K)))
         else:  # interpreter: exercise the split path on small inputs
             n_split = min(2, cdiv(max_rows, BLOCK_K))

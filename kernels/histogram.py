@@ -23,7 +23,7 @@ import warnings
 
 import torch
 
-from .utils import cdiv, check_float_input, interpreting, lazy_jit, next_pow2, tl
+from .utils import cdiv, check_float_input, interpreting, lazy_jit, next_pow2, sm_count, tl
 
 COUNT_DTYPES = (torch.int32, torch.int64, torch.float32, torch.float64)
 # CUDA launch parameters (largest D block, warps, rows aimed at per SM before rows are split);
@@ -137,8 +137,7 @@ def joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
     BLOCK_D = max(16, min(next_pow2(D), 32 if interp else CUDA_LAUNCH["block_d"]))
     n_blocks = cdiv(D, BLOCK_D)
     if x.is_cuda:  # split rows only when there are too few rows to fill the GPU
-        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-        rows = CUDA_LAUNCH["rows_per_sm"] * sms
+        rows = CUDA_LAUNCH["rows_per_sm"] * sm_count(x.device)
         n_chunks = 1 if S >= rows else min(n_blocks, cdiv(rows, S))
     else:  # interpreter: odd S owns whole rows, even S splits them, so tests see both variants
         n_chunks = 1 if S % 2 else min(2, n_blocks)

@@ -26,6 +26,7 @@ from .utils import (
     check_labels,
     interpreting,
     lazy_jit,
+    sm_count,
     tl,
 )
 
@@ -141,8 +142,7 @@ def pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling: str = "
     n_split = 1
     if POOLINGS[pooling] != 2:
         if hidden.is_cuda:
-            sms = torch.cuda.get_device_properties(hidden.device).multi_processor_count
-            target = CUDA_LAUNCH["programs_per_sm"] * sms
+            target = CUDA_LAUNCH["programs_per_sm"] * sm_count(hidden.device)
             n_split = max(1, min(cdiv(target, B * n_d), cdiv(T, 4 * BLOCK_T)))
         else:  # interpreter: still exercise the split path on small inputs
             n_split = min(2, cdiv(T, BLOCK_T))

@@ -38,6 +38,11 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
+def sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (launch sizing: programs aimed at per SM)."""
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 class LazyJit:
     """A ``@triton.jit`` kernel compiled on first launch, once per interpreter mode."""
 
