@@ -434,7 +434,7 @@ class Capture:
             self._event_mask = kwargs["attention_mask"]
             _check_right_padded(self._event_mask)
             kwargs["attention_mask"] = None
-        self._meta, self._in_forward, self._prefix, self._last_mlp_used = meta, True, prefix, False
+        self._meta, self._in_forward, self._prefix = meta, True, prefix
         try:
             with torch.no_grad():
                 out = self.model(input_ids=input_ids, **kwargs)
