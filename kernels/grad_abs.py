@@ -156,10 +156,13 @@ def grad_abs_sum_ref(delta, x, acc, token_mask=None) -> None:
     S = delta.shape[0]
     if S == 0:
         return
-    d = delta.to(acc.dtype)
-    if token_mask is not None:
-        d = d * (token_mask != 0).to(acc.dtype)[:, :, None]
-    xx = x.to(acc.dtype)
+    d, xx = delta.to(acc.dtype), x.to(acc.dtype)
+    if token_mask is not None:  # (m d)^T x = d^T (m x): mask the narrower of the two
+        m = (token_mask != 0).to(acc.dtype)[:, :, None]
+        if d.shape[2] <= xx.shape[2]:
+            d = d * m
+        else:
+            xx = xx * m
     buf = torch.empty_like(acc)
     for s in range(S):
         torch.mm(d[s].T, xx[s], out=buf)

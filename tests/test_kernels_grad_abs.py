@@ -73,8 +73,11 @@ def test_single_token_and_fp64_accumulator(device, dtype):  # noqa: F811
 
 
 @pytest.mark.parametrize("masked", [True, False])
-def test_torch_path_matches_float64(masked):
+@pytest.mark.parametrize("narrow", ["delta", "x"])  # the torch path masks the narrower operand
+def test_torch_path_matches_float64(masked, narrow):
     delta, x, mask = make_case(5, torch.float64, "cpu", masked=masked)
+    if (delta.shape[2] < x.shape[2]) != (narrow == "delta"):
+        delta, x = x, delta
     acc = torch.zeros(delta.shape[2], x.shape[2], dtype=torch.float64)
     grad_abs_sum_ref(delta, x, acc, mask)
     assert_close64(acc, direct_grad_abs(delta, x, mask), rel=1e-12, what="acc")

@@ -195,6 +195,31 @@ def test_grad_abs_sum_matches_per_sample_autograd():
     torch.testing.assert_close(g.importance(w), imp)
 
 
+def test_grad_abs_sum_wide_weight_stored_transposed():
+    """O < I on a CPU: the sums live in an (I, O) array (faster BLAS products) behind the same (O, I) API."""
+    s, t, o, i = 3, 5, 4, 11
+    delta, x = torch.randn(s, t, o), torch.randn(s, t, i)
+    mask = torch.ones(s, t, dtype=torch.long)
+    mask[0, 3:] = 0
+    g = GradAbsSum((o, i)).update(delta, x, mask)
+    assert g.acc.shape == (o, i) and not g.acc.is_contiguous() and g.acc.T.is_contiguous()
+    ref = _per_sample_abs_grad(delta, x, mask)
+    torch.testing.assert_close(g.total, ref, rtol=1e-5, atol=1e-5)
+    w = torch.randn(o, i)
+    vals, idx = g.topk(w, 6)  # flat indices over the (O, I) matrix, whatever the storage
+    torch.testing.assert_close((w.double().abs() * ref).flatten()[idx], vals, rtol=1e-5, atol=1e-6)
+    # merge, state dicts and full gradients across layouts
+    plain = GradAbsSum((o, i))
+    plain.acc = plain.acc.contiguous()
+    plain.update(delta[:1], x[:1], mask[:1]).update_grad(torch.randn(o, i))
+    both = ref + plain.total
+    torch.testing.assert_close(g.merge(plain).total, both, rtol=1e-5, atol=1e-5)
+    restored = GradAbsSum((o, i)).load_state_dict(g.state_dict())
+    torch.testing.assert_close(restored.total, g.total, rtol=0, atol=0)
+    plain.update(delta, x, mask)  # a contiguous accumulator keeps the plain orientation
+    assert plain.acc.is_contiguous()
+
+
 def test_grad_abs_sum_edges_merge_and_fused_shape():
     g = GradAbsSum((3, 4))
     assert g.topk(torch.randn(3, 4), 2)[1].numel() == 0  # no gradient seen
