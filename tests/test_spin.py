@@ -263,9 +263,17 @@ def test_run_spin_matches_reference_candidates(moe):
 def test_q_too_small_warns():
     model = _dense(2)
     an = inspect_model(model)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
     res = run_spin(model, CharTok(), an, _rows(1, 2), _rows(2, 2), SPINConfig(q=5e-7, target_module="mlp"))
+    handle.remove()
     assert res["metrics"]["candidate_dataset1"] == 0 and res["metrics"]["coupled"] == 0
     assert any("smallest q" in w for w in res["warnings"])
+    # every top-k is empty whatever the gradients: none is computed, and the totals still count the weights
+    assert not calls and "no gradient was computed" in res["warnings"][0]
+    refs = weights_of_model(an, "mlp")
+    assert res["metrics"]["total_neurons"] == sum(r.numel for r in refs) > 0
+    assert res["details"]["passes"]["dataset1"]["samples"] == 2
     assert f"{smallest_q_for_one([(48, 32)]):.6g}" in res["warnings"][0]
 
 

@@ -255,11 +255,14 @@ def run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, stat_dtype: str = "fl
     compat = bool(cfg.reference_compat)
     refs = weights_of_model(anatomy, cfg.target_module, reference_compat=compat)
     shapes = [r.shape for r in refs]
-    if all(num_candidates(cfg.q, s) == 0 for s in shapes):
+    no_candidates = all(num_candidates(cfg.q, s) == 0 for s in shapes)
+    if no_candidates:
+        # every top-k is empty whatever the gradients are: the result is known without computing them
         biggest = max((a * b for a, b in shapes), default=0)
         warnings.append(
             f"q={cfg.q:g} gives k = int(q * numel) = 0 for every matrix (largest has {biggest} weights), so there are "
-            f"no candidates; the smallest q that gives k >= 1 is {smallest_q_for_one(shapes):.6g} (set scan.spin.q)"
+            f"no candidates and no gradient was computed; the smallest q that gives k >= 1 is "
+            f"{smallest_q_for_one(shapes):.6g} (set scan.spin.q)"
         )
     pad = _pad_id(tokenizer)
     cands, info = [], {}
@@ -271,6 +274,10 @@ def run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, stat_dtype: str = "fl
                 warnings.append(f"{label}: a row has no response token after tokenisation; skipped")
                 continue
             samples.append((ids, n_prompt))
+        if no_candidates:
+            info[label] = {"route": "none (k = 0 for every matrix)", "samples": len(samples)}
+            cands.append({r.name: torch.zeros(0, dtype=torch.long) for r in refs})
+            continue
         sums, info[label] = grad_abs_sums(model, anatomy, refs, samples, batch_size=cfg.batch_size,
                                           max_batch_tokens=max_batch_tokens, pad_id=pad, stat_dtype=stat_dtype,
                                           layer_group_size=cfg.layer_group_size,
