@@ -49,6 +49,7 @@ def _linears_of_block(block: nn.Module, target_module: str) -> dict[str, nn.Line
 
 def reference_spin(model, tokenizer, rows1, rows2, q: float, target_module: str) -> dict:
     blocks = model.model.layers
+    was = {p: p.requires_grad for p in model.parameters()}
     cands: list[dict[str, torch.Tensor]] = []
     numel: dict[str, int] = {}
     for rows in (rows1, rows2):
@@ -82,7 +83,7 @@ def reference_spin(model, tokenizer, rows1, rows2, q: float, target_module: str)
                 numel[key] = m.weight.numel()
         cands.append(found)
     for p in model.parameters():
-        p.requires_grad_(True)
+        p.requires_grad_(was[p])
         p.grad = None
     layers = [{"candidate_dataset1": 0, "candidate_dataset2": 0, "coupled": 0, "total_neurons": 0} for _ in blocks]
     for key in cands[0]:

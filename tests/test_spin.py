@@ -13,6 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralFo
 from deepsight.config.schema import SPINConfig
 from deepsight.data.spin import hf_shuffle_indices, load_spin_rows
 from deepsight.diagnostics.spin import encode_sample, grad_abs_sums, per_sample_loss, run_spin
+from deepsight.diagnostics.spin_loss import response_loss
 from deepsight.diagnostics.spin_math import (
     candidates,
     coupling_summary,
@@ -188,8 +189,13 @@ def test_per_sample_loss_matches_hf_loss():
 
 
 @pytest.mark.parametrize("target", ["mlp", "all"])
-def test_fast_sums_equal_reference_dense(target):
+def test_fast_sums_equal_reference_dense(target, monkeypatch):
+    from deepsight.diagnostics import spin
+
+    fused = []  # the head's chunked loss is used even though the caller's parameters require grad
+    monkeypatch.setattr(spin, "response_loss", lambda *a, **k: fused.append(1) or response_loss(*a, **k))
     model = _dense(3)
+    assert all(p.requires_grad for p in model.parameters())
     an = inspect_model(model)
     refs = weights_of_model(an, target)
     tok = CharTok()
@@ -198,9 +204,10 @@ def test_fast_sums_equal_reference_dense(target):
     for bs, group in ((1, None), (3, None), (4, 2)):
         got, info = grad_abs_sums(model, an, refs, samples, batch_size=bs, max_batch_tokens=10_000,
                                   stat_dtype="float64", layer_group_size=group)
-        assert "batched" in info["route"]
+        assert "batched" in info["route"] and fused
         for r in refs:
             torch.testing.assert_close(got[r.name].double(), ref[r.name], rtol=1e-10, atol=1e-13)
+        fused.clear()
 
 
 def test_fast_sums_equal_reference_moe_and_unseen_experts():

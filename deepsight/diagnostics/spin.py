@@ -107,10 +107,11 @@ def _batched_grad_sums(model, refs, samples, *, max_batch_tokens, max_batch_size
     dev = _model_device(model)
     seqs = [ids for ids, _ in samples]
     n_prompt_all = torch.tensor([npr for _, npr in samples])
-    fused = {"head": plain_head(model), "base": getattr(model, "base_model", None)}
-    if fused["base"] is model:
-        fused["head"] = None
     with GradCapture(model, modules, stats) as gc, torch.enable_grad():
+        # inside: GradCapture has frozen every parameter (the head's included, whatever the caller left)
+        fused = {"head": plain_head(model), "base": getattr(model, "base_model", None)}
+        if fused["base"] is model:
+            fused["head"] = None
         for b in iter_batches(seqs, max_batch_tokens=max_batch_tokens, pad_id=pad_id, side="right",
                               max_batch_size=max_batch_size, device=dev):
             n_prompt = n_prompt_all[b.index].to(dev)
