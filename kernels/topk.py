@@ -141,8 +141,10 @@ def importance_topk_ref(weight, acc, k: int) -> tuple[torch.Tensor, torch.Tensor
     _check(weight, acc, k)
     k = min(k, weight.numel())
     dtype = torch.promote_types(acc.dtype, torch.float32)
-    if k == 0 or not bool(acc.any()):
+    if k == 0:
         return _empty(weight.device, dtype)
     importance = weight.abs().to(dtype) * acc.to(dtype)  # (O, I)
     top = torch.topk(importance.flatten(), k)
+    if not bool(top.values[0] > 0) and not bool(acc.any()):  # the full check only when nothing is positive
+        return _empty(weight.device, dtype)
     return top.values, top.indices

@@ -75,7 +75,7 @@ def smallest_q_for_one(shapes: list[tuple[int, int]]) -> float:
 def candidates(weight: torch.Tensor, grad_abs_sum: torch.Tensor, k: int) -> torch.Tensor:
     """Sorted flat indices (int64, CPU) of the top-k of |W| * G_W; empty when k <= 0 or G_W == 0."""
     k = min(int(k), weight.numel())
-    if k <= 0 or not bool(grad_abs_sum.any()):
+    if k <= 0:
         return torch.zeros(0, dtype=torch.long)
     from deepsight.kernels import dispatch
 
