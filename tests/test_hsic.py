@@ -116,3 +116,30 @@ def test_spearman_matches_scipy():
     assert np.isnan(spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
     with pytest.raises(ValueError):
         spearman([1.0, 2.0], [1.0])
+
+
+@pytest.mark.parametrize("r", [2, 3, 8, 49])
+def test_chebyshev_basis_and_moments_match_the_cosine_form(r):
+    from deepsight.diagnostics.hsic import _cheb_basis_and_moments
+
+    s = torch.rand(5, 37, generator=torch.Generator().manual_seed(r), dtype=torch.float64) * 2 - 1
+    s[0, 0], s[0, 1] = -1.0, 1.0
+    t, mu = _cheb_basis_and_moments(s, r)
+    n = torch.arange(2 * r - 1, dtype=torch.float64)
+    direct = torch.cos(n[:, None, None] * torch.arccos(s)[None])  # T_n(s) = cos(n arccos s): (2r - 1, B, m)
+    torch.testing.assert_close(t, direct[:r], rtol=0, atol=1e-12)
+    torch.testing.assert_close(mu, direct.sum(-1).T, rtol=0, atol=1e-10)
+
+
+def test_many_states_in_chunks_match_direct(monkeypatch):
+    from deepsight.diagnostics import hsic
+
+    monkeypatch.setattr(hsic, "LOW_RANK_CHUNK", 7)  # several chunks per rank, one shared workspace
+    d = 96
+    y = heavy((d,), 3.0, 11)
+    states = heavy((40, d), 3.0, 12)
+    est = HSICAnswer(y)
+    got = est.mi(states)
+    assert est.stats["low_rank"] == 40
+    ref = hsic_direct(states, y)
+    assert ((got - ref).abs() / ref.abs()).max().item() <= 1e-6
