@@ -110,9 +110,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {"refusal": score(RefusalJudge(), rows)}
     if args.llm_judge:
-        from deepsight.judges.factory import JudgeFactory
-
         from deepsight.config.schema import JudgeConfig
+        from deepsight.judges.factory import JudgeFactory
 
         target = None
         if args.judge_model == "target":
