@@ -35,6 +35,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from deepsight.diagnostics._buffers import reused_buffer
+
 # Max |K - T A T^T| accepted for the low-rank route (K entries are <= 1); gives MI within ~1e-8 relative.
 INTERP_TOL = 1e-11
 
@@ -125,16 +127,6 @@ def _scaled(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 # States per batched low-rank call: bounds the (r, B, m) Chebyshev basis to a few MB (r ~ 50, m = 576).
 LOW_RANK_CHUNK = 32
-_workspaces: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}  # reused basis buffer per device, dtype
-
-
-def _workspace(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A flat buffer of at least n elements kept between calls: a fresh multi-MB tensor per call costs a
-    page fault per 4 kB on first touch (on the 2-core dev VM ~1.8 us each, 4x the recurrence itself)."""
-    buf = _workspaces.get((device, dtype))
-    if buf is None or buf.numel() < n:
-        buf = _workspaces[(device, dtype)] = torch.empty(n, device=device, dtype=dtype)
-    return buf[:n]
 
 
 def _cheb_basis_and_moments(s: torch.Tensor, r: int,
@@ -253,7 +245,7 @@ class HSICAnswer:
         assert self.fy is not None
         g_y_t, phi_y = self.fy
         b, m = x.shape
-        work = _workspace(r * b * m, x.device, torch.float64)
+        work = reused_buffer("hsic_basis", r * b * m, x.device, torch.float64)  # no fresh pages per call
         t_x, a_x, s_x = _cheb_factors(x, r, self.sigma, work)  # (r, B, m), (B, r, r), (B, r, r)
         # T_x^T H T_y: (B, r, r_y), one GEMM, computed transposed (a wide output runs ~25% faster in BLAS)
         c = (g_y_t @ t_x.view(r * b, m).T).view(-1, r, b).permute(2, 1, 0)

@@ -21,18 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepsight.diagnostics._buffers import reused_buffer
+
 CHUNK_BYTES = 256 << 20  # logits per chunk: a batch's response positions at once for V ~ 50k (each chunk
 # streams the head's weights twice, so small chunks cost more than they save)
-_buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}  # reused logits buffer per device and dtype
-
-
-def _logits_buffer(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """A flat buffer of at least n elements, kept between calls: a fresh one of ~100 MB every batch costs
-    as many page faults as its size (glibc maps allocations above 32 MB anew each time)."""
-    buf = _buffers.get((device, dtype))
-    if buf is None or buf.numel() < n:
-        buf = _buffers[(device, dtype)] = torch.empty(n, device=device, dtype=dtype)
-    return buf[:n]
 
 
 def plain_head(model: nn.Module) -> nn.Linear | None:
@@ -55,7 +47,7 @@ class _HeadCrossEntropy(torch.autograd.Function):
         for s in range(0, n, chunk):
             e = min(n, s + chunk)
             if weight.dtype == dtype:  # into the reused buffer
-                logits = _logits_buffer((e - s) * weight.shape[0], h.device, dtype).view(e - s, -1)
+                logits = reused_buffer("spin_logits", (e - s) * weight.shape[0], h.device, dtype).view(e - s, -1)
                 torch.matmul(h[s:e], weight.t(), out=logits)
                 if bias is not None:
                     logits += bias
