@@ -3,8 +3,11 @@
 from deepsight.evals import (  # noqa: F401
     advbench,
     beavertails,
+    deception_bench,
     donotanswer,
     evaluation_faking,
+    fake_alignment,
+    flames,
     gsm8k,
     halueval,
     harmbench,

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from deepsight.errors import ConfigError
+from deepsight.judges.deception import DeceptionJudge
+from deepsight.judges.fake_alignment import FakeAlignmentJudge
+from deepsight.judges.flames_scorer import FlamesScorerJudge, load_flames_scorer
 from deepsight.judges.harmbench_cls import HarmBenchJudge
 from deepsight.judges.llamaguard import LlamaGuardJudge
 from deepsight.judges.llm import LLMJudge
@@ -37,9 +40,11 @@ LLM_JUDGES: dict[str, type[LLMJudge]] = {
     "yes_no": YesNoJudge,
     "fulfilment": FulfilmentJudge,
     "xstest_3way": XSTest3WayJudge,
+    "fake_alignment": FakeAlignmentJudge,
+    "deception": DeceptionJudge,
 }
 LONG_OUTPUT = {"strongreject", "proguard"}  # judges that reason before the verdict: use judge.max_new_tokens
-JUDGE_NAMES = ("refusal", *LLM_JUDGES)
+JUDGE_NAMES = ("refusal", "flames_scorer", *LLM_JUDGES)
 
 
 def _field(cfg: Any, key: str, default: Any = None) -> Any:
@@ -77,6 +82,9 @@ class JudgeFactory:
     def _build(self, name: str):
         if name == "refusal":
             return RefusalJudge()
+        if name == "flames_scorer":  # a classifier, not a generator: loaded in-process
+            return FlamesScorerJudge(lambda: self._flames_scorer(), model=self.model_for(name) or "",
+                                     batch_size=int(_field(self.cfg, "batch_size", 16)))
         if name not in LLM_JUDGES:
             raise ConfigError(f"judge={name!r} is not a known judge; known: {list(JUDGE_NAMES)}")
         cls = LLM_JUDGES[name]
@@ -86,6 +94,12 @@ class JudgeFactory:
             kw["max_new_tokens"] = int(_field(self.cfg, "max_new_tokens", 512))
         judge = cls(lambda: self._backend(name, model, judge), **kw)
         return judge
+
+    def _flames_scorer(self):
+        model = self.model_for("flames_scorer")
+        if not model:
+            raise ConfigError("judge 'flames_scorer' has no model: select it with judge=flames_scorer")
+        return load_flames_scorer(model)
 
     def _backend(self, name: str, model: str | None, judge: LLMJudge):
         from deepsight.config.schema import GenerationConfig, ModelConfig
