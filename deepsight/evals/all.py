@@ -12,6 +12,7 @@ from deepsight.evals import (  # noqa: F401
     halueval,
     harmbench,
     jailbreakbench,
+    mask,
     orbench,
     salad_bench,
     sandbagging,

@@ -23,6 +23,7 @@ from deepsight.judges.fake_alignment import FakeAlignmentJudge
 from deepsight.judges.flames_scorer import FlamesScorerJudge, load_flames_scorer
 from deepsight.judges.harmbench_cls import HarmBenchJudge
 from deepsight.judges.llamaguard import LlamaGuardJudge
+from deepsight.judges.mask import MaskJudge
 from deepsight.judges.llm import LLMJudge
 from deepsight.judges.md_judge import MDJudge
 from deepsight.judges.proguard import ProGuardJudge
@@ -42,8 +43,9 @@ LLM_JUDGES: dict[str, type[LLMJudge]] = {
     "xstest_3way": XSTest3WayJudge,
     "fake_alignment": FakeAlignmentJudge,
     "deception": DeceptionJudge,
+    "mask": MaskJudge,
 }
-LONG_OUTPUT = {"strongreject", "proguard"}  # judges that reason before the verdict: use judge.max_new_tokens
+LONG_OUTPUT = {"strongreject", "proguard", "mask"}  # judges that reason before the verdict: use judge.max_new_tokens
 JUDGE_NAMES = ("refusal", "flames_scorer", *LLM_JUDGES)
 
 
