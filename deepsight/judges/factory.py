@@ -23,8 +23,8 @@ from deepsight.judges.fake_alignment import FakeAlignmentJudge
 from deepsight.judges.flames_scorer import FlamesScorerJudge, load_flames_scorer
 from deepsight.judges.harmbench_cls import HarmBenchJudge
 from deepsight.judges.llamaguard import LlamaGuardJudge
-from deepsight.judges.mask import MaskJudge
 from deepsight.judges.llm import LLMJudge
+from deepsight.judges.mask import MaskJudge
 from deepsight.judges.md_judge import MDJudge
 from deepsight.judges.proguard import ProGuardJudge
 from deepsight.judges.refusal import RefusalJudge
