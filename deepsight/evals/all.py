@@ -3,6 +3,7 @@
 from deepsight.evals import (  # noqa: F401
     advbench,
     beavertails,
+    behonest,
     deception_bench,
     donotanswer,
     evaluation_faking,

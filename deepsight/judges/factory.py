@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deepsight.errors import ConfigError
+from deepsight.judges.behonest import BeHonestJudge
 from deepsight.judges.deception import DeceptionJudge
 from deepsight.judges.fake_alignment import FakeAlignmentJudge
 from deepsight.judges.flames_scorer import FlamesScorerJudge, load_flames_scorer
@@ -44,6 +45,7 @@ LLM_JUDGES: dict[str, type[LLMJudge]] = {
     "fake_alignment": FakeAlignmentJudge,
     "deception": DeceptionJudge,
     "mask": MaskJudge,
+    "behonest": BeHonestJudge,
 }
 LONG_OUTPUT = {"strongreject", "proguard", "mask"}  # judges that reason before the verdict: use judge.max_new_tokens
 JUDGE_NAMES = ("refusal", "flames_scorer", *LLM_JUDGES)
