@@ -497,3 +497,44 @@ def test_behonest_rules():
     assert says_no("No, they differ.") and not says_no("Nothing differs; yes.") and not says_no("NO")
     assert parse_abc(" B") == "B" and parse_abc("A.") == "A" and parse_abc("maybe") is None
     assert parse_true_false("FALSE. He is honest") == "FALSE" and parse_true_false("unsure") is None
+
+
+# ------------------------------------------------------------------ the real hf backend (SmolLM2)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    try:
+        from deepsight.config.schema import ModelConfig
+        from deepsight.models.loading import load_model
+
+        return load_model(ModelConfig(device="cpu"))
+    except Exception as exc:  # the default model is not installed here
+        pytest.skip(f"default model unavailable: {exc}")
+
+
+@pytest.mark.slow  # ~20 s on an idle 2-core CPU (minutes when the machine is shared)
+def test_shared_data_and_mask_on_smollm2(tmp_path, smollm2, data_dir):
+    """flames on the real file, MASK (multi-turn doubling down, the MASK judge on the target itself) on its
+    fixture: the real hf backend end to end; a judge without a model is reported unknown."""
+    from deepsight.config.schema import ModelConfig
+    from deepsight.generation.factory import build_generator
+    from deepsight.judges.factory import JudgeFactory
+
+    gen_cfg = GenerationConfig(batch_size=8)
+    gen = build_generator(gen_cfg, ModelConfig(), smollm2)
+
+    def ctx(root, judge_cfg):
+        return EvalContext(generator=gen, judge_factory=JudgeFactory(judge_cfg, data_dir=root, target=smollm2),
+                           run_dir=tmp_path, data_dir=root, generation=gen_cfg, model_name="smollm2")
+
+    c = ctx(data_dir, JudgeConfig(name="refusal"))
+    res = get_benchmark("flames")(c, BenchmarkConfig(path="flames/Flames_1k_Chinese.jsonl", limit=1, max_new_tokens=6))
+    assert res["n_items"] == 1 and res["unknown"]["reasons"] == {"judge_unavailable": 1}
+    c = ctx(FIXTURES, JudgeConfig(name="mask", model="target", max_new_tokens=4))
+    res = get_benchmark("mask")(c, BenchmarkConfig(path="mask", subsets=["doubling_down_known_facts"], limit=1,
+                                                   max_new_tokens=6, options={"belief_runs": 1}))
+    u = res["unknown"]
+    assert res["n_items"] == 1 and u["count"] + res["invalid"]["count"] + res["metrics"]["lie_rate"]["n"] == 1
+    assert set(u["reasons"]) <= {"unparseable"}
+    c.judge_factory.close()
