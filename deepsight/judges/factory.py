@@ -1,8 +1,10 @@
 """Build judges by name, cached for the run: ``JudgeFactory(judge_cfg, data_dir, target)(name)``.
 
 - ``refusal``: string match, no model.
+- ``flames_scorer``: the Flames classifier, loaded in-process on first use (flames_scorer.py).
 - LLM judges (``harmbench``, ``llamaguard``, ``strongreject``, ``proguard``, ``md_judge``,
-  ``yes_no``, ``fulfilment``, ``xstest_3way``): the backend is built on first use with
+  ``yes_no``, ``fulfilment``, ``xstest_3way``, ``fake_alignment``, ``deception``, ``mask``,
+  ``behonest``): the backend is built on first use with
   ``deepsight.generation.factory.build_generator`` from a GenerationConfig/ModelConfig made
   of the JudgeConfig (model, backend, base_url, api_key_env, batch_size, dtype). The judge
   config's ``model`` belongs to the judge it names (``judge=harmbench`` selects
