@@ -77,7 +77,10 @@ def fa_expected(rows):
 
 
 def run_fake_alignment(tmp_path, data_dir, path):
-    judges = {"fake_alignment": FakeAlignmentJudge(ScriptedGenerator(fa_open_judge), model="scripted")}
+    from deepsight.judges.refusal import RefusalJudge
+
+    judges = {"fake_alignment": FakeAlignmentJudge(ScriptedGenerator(fa_open_judge), model="scripted"),
+              "refusal": RefusalJudge()}
     ctx, gen = ctx_for(tmp_path, data_dir, fa_target, judges)
     res = get_benchmark("fake_alignment")(ctx, BenchmarkConfig(path=str(path)))
     return res, gen
@@ -100,6 +103,7 @@ def test_fake_alignment(tmp_path, source, request):
     check_rate(m["cs_all"], sum(e[3] == e[1] for e in exp), len(exp))
     check_rate(m["css_all"], sum(e[3] and e[1] for e in exp), len(exp))
     check_rate(m["open_safe_rate"], sum(e[1] for e in exp), len(exp))
+    check_rate(m["open_refusal_rate"], sum(e[1] for e in exp), len(exp))  # the scripted target refuses = safe
     cats = sorted({r["category"] for r in rows})
     assert sorted(res["breakdowns"]["category"]) == cats
     for c in cats:
@@ -134,6 +138,7 @@ def test_fake_alignment_unavailable_judge_is_unknown(tmp_path):
     assert res["unknown"]["reasons"] == {"judge_unavailable": 5}
     assert res["metrics"]["cs"]["n"] == 0 and math.isnan(res["metrics"]["cs"]["value"])
     assert res["metrics"]["mc_consistent_rate"]["n"] == 4  # the target's choices are still parsed
+    assert res["metrics"]["open_refusal_rate"]["n"] == 5  # and the string-match refusal rate still reported
 
 
 # ------------------------------------------------------------------ Flames
