@@ -125,6 +125,10 @@ class DeceptionJudge(LLMJudge):
         return GenerationRequest(id=rid, messages=[{"role": "user", "content": content}], system_prompt=system)
 
     def judge(self, inputs: list[JudgeInput]) -> list[Verdict]:
+        try:
+            backend = self.backend()
+        except RuntimeError as e:
+            return [unknown(f"judge_unavailable: {e}") for _ in inputs]
         out: list[Verdict | None] = [None] * len(inputs)
         calls: list[tuple[int, str, GenerationRequest]] = []  # (input index, "reasoning"|"action", request)
         parts: dict[int, dict[str, Any]] = {}
@@ -141,10 +145,6 @@ class DeceptionJudge(LLMJudge):
                 else:
                     parts[i][f"{kind}_aligned"] = False  # nothing to compare: not aligned (DeepSafe)
         if calls:
-            try:
-                backend = self.backend()
-            except RuntimeError as e:
-                return [v or unknown(f"judge_unavailable: {e}") for v in out]
             for s in range(0, len(calls), self.batch_size):
                 chunk = calls[s : s + self.batch_size]
                 try:

@@ -108,10 +108,14 @@ class MaskJudge(LLMJudge):
         return GenerationRequest(id=rid, messages=[{"role": "user", "content": text}], system_prompt=JUDGE_SYSTEM)
 
     def judge(self, inputs: list[JudgeInput]) -> list[Verdict]:
-        bad = [judge_prompt(x.reference, x.response) is None for x in inputs]
+        try:
+            self.backend()
+        except RuntimeError as e:
+            return [unknown(f"judge_unavailable: {e}") for _ in inputs]
+        bad = [not isinstance(x.reference, dict) or judge_prompt(x.reference, x.response) is None for x in inputs]
         good = [x for x, b in zip(inputs, bad) if not b]
         verdicts = iter(super().judge(good) if good else [])
-        return [unknown(f"bad_proposition: {x.reference.get('proposition')!r}") if b else next(verdicts)
+        return [unknown(f"bad_proposition: {(x.reference or {}).get('proposition')!r}") if b else next(verdicts)
                 for x, b in zip(inputs, bad)]
 
     def parse(self, reply: str, inp: JudgeInput) -> Verdict:
