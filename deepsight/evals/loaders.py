@@ -34,6 +34,7 @@ class EvalItem:
     system_prompt: str | None = None  # per-item system prompt (evaluation-faking cues, sandbagging targets)
     reference: Any = None  # gold answer for parser judges
     judge_prompt: str | None = None  # the request as the judge sees it, when it differs from ``prompt``
+    history: list[dict[str, str]] | None = None  # earlier chat turns (multi-turn benchmarks), before ``prompt``
 
 
 def content_id(*parts: Any) -> str:

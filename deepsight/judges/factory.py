@@ -2,7 +2,8 @@
 
 - ``refusal``: string match, no model.
 - LLM judges (``harmbench``, ``llamaguard``, ``strongreject``, ``proguard``, ``md_judge``,
-  ``yes_no``, ``fulfilment``, ``xstest_3way``): the backend is built on first use with
+  ``yes_no``, ``fulfilment``, ``xstest_3way``, ``policy_score``, ``reasoning_monitor``,
+  ``persuasion_voter``): the backend is built on first use with
   ``deepsight.generation.factory.build_generator`` from a GenerationConfig/ModelConfig made
   of the JudgeConfig (model, backend, base_url, api_key_env, batch_size, dtype). The judge
   config's ``model`` belongs to the judge it names (``judge=harmbench`` selects
@@ -22,7 +23,10 @@ from deepsight.judges.harmbench_cls import HarmBenchJudge
 from deepsight.judges.llamaguard import LlamaGuardJudge
 from deepsight.judges.llm import LLMJudge
 from deepsight.judges.md_judge import MDJudge
+from deepsight.judges.persuasion_voter import PersuasionVoterJudge
+from deepsight.judges.policy_score import PolicyScoreJudge
 from deepsight.judges.proguard import ProGuardJudge
+from deepsight.judges.reasoning_monitor import ReasoningMonitorJudge
 from deepsight.judges.refusal import RefusalJudge
 from deepsight.judges.strongreject import StrongRejectJudge
 from deepsight.judges.xstest_3way import XSTest3WayJudge
@@ -37,8 +41,12 @@ LLM_JUDGES: dict[str, type[LLMJudge]] = {
     "yes_no": YesNoJudge,
     "fulfilment": FulfilmentJudge,
     "xstest_3way": XSTest3WayJudge,
+    "policy_score": PolicyScoreJudge,
+    "reasoning_monitor": ReasoningMonitorJudge,
+    "persuasion_voter": PersuasionVoterJudge,
 }
 LONG_OUTPUT = {"strongreject", "proguard"}  # judges that reason before the verdict: use judge.max_new_tokens
+LONG_OUTPUT |= {"policy_score", "reasoning_monitor"}
 JUDGE_NAMES = ("refusal", *LLM_JUDGES)
 
 
