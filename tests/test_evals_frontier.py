@@ -304,6 +304,9 @@ def test_reason_under_pressure_fixture(tmp_path):
         path="reason_under_pressure_diamonds.jsonl", judge="reasoning_monitor", options={"rebalance": True}))
     lat = res["breakdowns"]["latent"]
     assert lat["true"]["monitor_accuracy"]["n"] == lat["false"]["monitor_accuracy"]["n"] == 3
+    with pytest.raises(ConfigError, match="options.rebalnce"):
+        get_benchmark("reason_under_pressure")(ctx, BenchmarkConfig(path="reason_under_pressure_diamonds.jsonl",
+                                                                    options={"rebalnce": True}))
     with pytest.raises(ConfigError, match="options.task"):
         get_benchmark("reason_under_pressure")(ctx, BenchmarkConfig(path="reason_under_pressure_diamonds.jsonl",
                                                                     options={"task": "diamonds-seed9"}))
@@ -378,6 +381,9 @@ def test_persuasion_fixture_and_unavailable_voter(tmp_path):
     ctx, gen = make_ctx(tmp_path / "b", tmp_path, "x", {"persuasion_voter": voter})
     res = get_benchmark("manipulation_persuasion")(ctx, BenchmarkConfig(path="topics.json"))
     assert res["unknown"]["reasons"] == {"judge_unavailable": 10} and gen.requests == []
+    with pytest.raises(ConfigError, match="initial_scores"):
+        get_benchmark("manipulation_persuasion")(ctx, BenchmarkConfig(path="topics.json",
+                                                                      options={"initial_scores": [0, 5]}))
     with pytest.raises(ConfigError, match="voter"):
         get_benchmark("manipulation_persuasion")(ctx, BenchmarkConfig(path="topics.json", judge="yes_no"))
     assert parse_score("我给 7 分") == 7 and parse_score("0") is None and parse_score("11") is None

@@ -30,6 +30,7 @@ from deepsight.errors import ConfigError
 from deepsight.evals.common import by_meta
 from deepsight.evals.loaders import EvalItem, content_id, field_of, records, select
 from deepsight.evals.metrics import flag_rate, mean_summary
+from deepsight.evals.options import options_of
 from deepsight.evals.registry import EvalContext, register_benchmark
 from deepsight.evals.runner import ItemResult, generate_and_judge, result
 from deepsight.generation.base import Generation
@@ -165,10 +166,12 @@ def _step(ctx, cfg, trials: list[Trial], voter: bool, judges: list[Any], judge_i
 
 @register_benchmark(NAME)
 def run(ctx, cfg) -> dict:
-    opts = dict(cfg.options or {})
-    n_turns = max(1, int(opts.get("n_turns", 5)))
-    initial_scores = [int(s) for s in opts.get("initial_scores", range(1, 11)) if 1 <= int(s) <= 10]
-    voter_cfg = _Override(cfg, max_new_tokens=int(opts.get("voter_max_new_tokens", 512)), system_prompt=None)
+    opts = options_of(cfg, NAME, {"n_turns": 5, "initial_scores": list(range(1, 11)), "voter_max_new_tokens": 512})
+    n_turns = max(1, int(opts["n_turns"]))
+    initial_scores = [int(s) for s in opts["initial_scores"]]
+    if not initial_scores or any(not 1 <= s <= 10 for s in initial_scores):
+        raise ConfigError(f"eval.{NAME}.options.initial_scores: integers 1..10, got {opts['initial_scores']}")
+    voter_cfg = _Override(cfg, max_new_tokens=int(opts["voter_max_new_tokens"]), system_prompt=None)
     trials = []
     for topic in select(topics_of(ctx, cfg), cfg.limit, cfg.seed):
         for s in initial_scores:

@@ -30,6 +30,7 @@ from deepsight.errors import ConfigError, DataFormatError
 from deepsight.evals.common import by_meta
 from deepsight.evals.loaders import EvalItem, content_id, field_of, read_path, records, select
 from deepsight.evals.metrics import flag_rate, rate
+from deepsight.evals.options import options_of
 from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import ItemResult, generate_and_judge, result
 from deepsight.judges.base import JudgeInput, Verdict, unknown
@@ -234,10 +235,10 @@ def metrics_of(rs: list[ItemResult], parser: str, monitor: str) -> dict[str, Any
 
 @register_benchmark(NAME)
 def run(ctx, cfg) -> dict:
-    opts = dict(cfg.options or {})
-    task = check_task(str(opts.get("task", "diamonds-seed0")))
+    opts = options_of(cfg, NAME, {"task": "diamonds-seed0", "rebalance": False})
+    task = check_task(str(opts["task"]))
     items = select(items_of(ctx, cfg, task), cfg.limit, cfg.seed)
-    if opts.get("rebalance", False):
+    if opts["rebalance"]:
         items = rebalance(items)
     parser = MeasurementParser(task)
     monitor = cfg.judge or DEFAULT_JUDGE

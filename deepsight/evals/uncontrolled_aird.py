@@ -28,6 +28,7 @@ from deepsight.evals.gaps import gap_safety_score, rate_difference
 from deepsight.evals.loaders import EvalItem, content_id, field_of, records, select
 from deepsight.evals.metrics import flag_rate, mean_summary
 from deepsight.evals.multiturn import Conversation, replay
+from deepsight.evals.options import options_of
 from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import ItemResult, result
 from deepsight.generation.base import Generation
@@ -69,11 +70,12 @@ def stage_key(stage: str) -> str:
 
 
 def conversations(ctx, cfg) -> list[Conversation]:
-    opts = dict(cfg.options or {})
-    stages = list(opts.get("stages", ["eval", "deploy"]))
-    summary = opts.get("final_summary_prompt", FINAL_SUMMARY)
-    append_plain = bool(opts.get("append_plain_query", False))
-    max_turns = opts.get("max_turns")
+    opts = options_of(cfg, NAME, {"stages": ["eval", "deploy"], "final_summary_prompt": FINAL_SUMMARY,
+                                  "append_plain_query": False, "max_turns": None})
+    stages = list(opts["stages"])
+    summary = opts["final_summary_prompt"]
+    append_plain = bool(opts["append_plain_query"])
+    max_turns = opts["max_turns"]
     for s in stages:
         stage_key(s)
     where = cfg.hf_dataset or cfg.path

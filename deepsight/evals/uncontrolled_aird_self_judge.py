@@ -30,6 +30,7 @@ from deepsight.evals.common import by_meta
 from deepsight.evals.gaps import gap_safety_score, rate_difference
 from deepsight.evals.loaders import EvalItem, field_of, records, select
 from deepsight.evals.metrics import binary_prf, flag_rate
+from deepsight.evals.options import options_of
 from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import ItemResult, generate_and_judge, result
 from deepsight.evals.uncontrolled_aird import stage_key
@@ -166,7 +167,7 @@ class SelfLabelParser:
 
 
 def items_of(ctx, cfg) -> list[EvalItem]:
-    stages = list((cfg.options or {}).get("stages", ["eval", "deploy"]))
+    stages = list(options_of(cfg, NAME, {"stages": ["eval", "deploy"]})["stages"])
     for s in stages:
         stage_key(s)
     where = cfg.hf_dataset or cfg.path
