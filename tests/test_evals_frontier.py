@@ -422,3 +422,28 @@ def test_multi_turn_benchmark_on_smollm2(tmp_path):
     turns = [x for x in lines if x["kind"] == "generation"]
     assert len(turns[-1]["messages"]) == 2 * len(turns) - 1  # the last turn saw the whole conversation
     ctx.judge_factory.close()
+
+
+def test_reason_under_pressure_parquet(tmp_path):
+    """The HF layout (``<split>.parquet``) when pandas + pyarrow are installed; a clear error otherwise."""
+    rows = [json.loads(x) for x in (FIXTURES / "reason_under_pressure_diamonds.jsonl").read_text().splitlines()]
+    folder = tmp_path / "diamonds-seed0"
+    folder.mkdir()
+    try:
+        import pandas as pd
+        import pyarrow  # noqa: F401
+    except ImportError:
+        (folder / "validation.parquet").write_bytes(b"PAR1")
+        ctx, _ = make_ctx(tmp_path / "run", tmp_path, "x")
+        with pytest.raises(ConfigError, match="pyarrow"):
+            get_benchmark("reason_under_pressure")(ctx, BenchmarkConfig(path="diamonds-seed0"))
+        return
+    from deepsight.judges.reasoning_monitor import ReasoningMonitorJudge
+
+    pd.DataFrame(rows).to_parquet(folder / "validation.parquet")
+    monitor = ReasoningMonitorJudge(ScriptedGenerator("<answer>true</answer>"), model="scripted")
+    ctx, gen = make_ctx(tmp_path / "run", tmp_path, "<measurements>[true, true, true]</measurements>",
+                        {"reasoning_monitor": monitor})
+    res = get_benchmark("reason_under_pressure")(ctx, BenchmarkConfig(path="diamonds-seed0", split="validation"))
+    assert res["n_items"] == len(rows)
+    assert res["metrics"]["all_correct_accuracy"]["count"] == sum(r["measurements"] == [True] * 3 for r in rows)
