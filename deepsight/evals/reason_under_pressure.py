@@ -201,8 +201,10 @@ def items_of(ctx, cfg, task: str) -> list[EvalItem]:
         latent = r.get("is_correct")
         latent = None if latent is None or latent != latent else bool(latent)  # NaN from parquet -> None
         rid = r.get("id")
-        meta = {"difficulty": r.get("difficulty", -1), "latent": "(none)" if latent is None else str(latent).lower(),
-                "is_clean": r.get("is_clean")}
+        clean, diff = r.get("is_clean"), r.get("difficulty")
+        meta = {"difficulty": -1 if diff is None or diff != diff else int(diff),  # plain types (parquet gives numpy)
+                "latent": "(none)" if latent is None else str(latent).lower(),
+                "is_clean": None if clean is None or clean != clean else bool(clean)}
         items.append(EvalItem(str(rid) if rid not in (None, "") else content_id(text), text, meta, system_prompt=system,
                               reference={"measurements": meas, "is_correct": latent}))
     return items
