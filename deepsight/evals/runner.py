@@ -52,7 +52,8 @@ def sampling_params(ctx, cfg) -> SamplingParams:
 
 
 def build_request(item: EvalItem, cfg) -> GenerationRequest:
-    """The chat request; contextual items put the context first, as HarmBench does."""
+    """The chat request; contextual items put the context first, as HarmBench does; multi-turn items
+    replay their ``history`` before the new user turn."""
     content = f"{item.context}\n\n---\n\n{item.prompt}" if item.context else item.prompt
     system = item.system_prompt or _get(cfg, "system_prompt")
     messages = [*(item.history or []), {"role": "user", "content": content}]

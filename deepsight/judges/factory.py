@@ -4,7 +4,7 @@
 - ``flames_scorer``: the Flames classifier, loaded in-process on first use (flames_scorer.py).
 - LLM judges (``harmbench``, ``llamaguard``, ``strongreject``, ``proguard``, ``md_judge``,
   ``yes_no``, ``fulfilment``, ``xstest_3way``, ``fake_alignment``, ``deception``, ``mask``,
-  ``behonest``): the backend is built on first use with
+  ``behonest``, ``policy_score``, ``reasoning_monitor``, ``persuasion_voter``): the backend is built on first use with
   ``deepsight.generation.factory.build_generator`` from a GenerationConfig/ModelConfig made
   of the JudgeConfig (model, backend, base_url, api_key_env, batch_size, dtype). The judge
   config's ``model`` belongs to the judge it names (``judge=harmbench`` selects
@@ -29,7 +29,10 @@ from deepsight.judges.llamaguard import LlamaGuardJudge
 from deepsight.judges.llm import LLMJudge
 from deepsight.judges.mask import MaskJudge
 from deepsight.judges.md_judge import MDJudge
+from deepsight.judges.persuasion_voter import PersuasionVoterJudge
+from deepsight.judges.policy_score import PolicyScoreJudge
 from deepsight.judges.proguard import ProGuardJudge
+from deepsight.judges.reasoning_monitor import ReasoningMonitorJudge
 from deepsight.judges.refusal import RefusalJudge
 from deepsight.judges.strongreject import StrongRejectJudge
 from deepsight.judges.xstest_3way import XSTest3WayJudge
@@ -48,8 +51,12 @@ LLM_JUDGES: dict[str, type[LLMJudge]] = {
     "deception": DeceptionJudge,
     "mask": MaskJudge,
     "behonest": BeHonestJudge,
+    "policy_score": PolicyScoreJudge,
+    "reasoning_monitor": ReasoningMonitorJudge,
+    "persuasion_voter": PersuasionVoterJudge,
 }
-LONG_OUTPUT = {"strongreject", "proguard", "mask"}  # judges that reason before the verdict: use judge.max_new_tokens
+# judges that reason before the verdict: use judge.max_new_tokens
+LONG_OUTPUT = {"strongreject", "proguard", "mask", "policy_score", "reasoning_monitor"}
 JUDGE_NAMES = ("refusal", "flames_scorer", *LLM_JUDGES)
 
 
