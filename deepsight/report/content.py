@@ -30,7 +30,7 @@ from deepsight.report.metrics import (
 MAX_EXAMPLES = 10  # worst examples shown per benchmark
 MAX_CELL = 400  # characters of one example field
 # Example fields shown first, in this order; any other field follows.
-_EXAMPLE_ORDER = ("id", "category", "meta", "prompt", "question", "behavior", "goal", "input", "context", "response",
+_EXAMPLE_ORDER = ("failure", "id", "category", "meta", "prompt", "question", "behavior", "goal", "input", "context", "response",
                   "generation", "output", "completion", "answer", "verdicts", "verdict", "label", "judgement", "score",
                   "unknown", "reason")
 
@@ -75,11 +75,12 @@ def scan_figures(run_dir: Path, results: dict[str, Any]) -> dict[str, list[dict[
 
 
 def example_tables(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per benchmark with examples: {"columns": [...], "rows": [[cell, ...]], "total": n}."""
+    """Per benchmark with failures: {"columns": [...], "rows": [[cell, ...]], "total": n} (report/worst.py)."""
+    from deepsight.report.worst import worst_examples
+
     out = {}
     for bench, res in ok_sections(results, "evals").items():
-        examples = res.get("examples")
-        examples = [e for e in examples if isinstance(e, dict)] if isinstance(examples, list) else []
+        examples = worst_examples(bench, res)
         if not examples:
             continue
         keys: list[str] = []
