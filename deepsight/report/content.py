@@ -30,9 +30,9 @@ from deepsight.report.metrics import (
 MAX_EXAMPLES = 10  # worst examples shown per benchmark
 MAX_CELL = 400  # characters of one example field
 # Example fields shown first, in this order; any other field follows.
-_EXAMPLE_ORDER = ("failure", "id", "category", "meta", "prompt", "question", "behavior", "goal", "input", "context", "response",
-                  "generation", "output", "completion", "answer", "verdicts", "verdict", "label", "judgement", "score",
-                  "unknown", "reason")
+_EXAMPLE_ORDER = ("failure", "id", "category", "meta", "prompt", "question", "behavior", "goal", "input", "context",
+                  "response", "generation", "output", "completion", "answer", "verdicts", "verdict", "label",
+                  "judgement", "score", "unknown", "reason")
 
 
 def as_text(value: Any) -> str:
