@@ -163,8 +163,23 @@ def _yaml(obj: Any) -> str:
     return yaml.safe_dump(json.loads(json.dumps(obj, default=str)), sort_keys=False, allow_unicode=True)
 
 
+def _with_direction(rows: list[Any], section: str) -> list[Any]:
+    """Rows whose definition starts with the metric's direction (report/directions.py)."""
+    from dataclasses import replace
+
+    from deepsight.report.directions import direction
+
+    out = []
+    for r in rows:
+        d = direction(section, r.benchmark if section == "evals" else r.scan, r.metric)
+        out.append(replace(r, definition=d.label() + (f". {r.definition}" if r.definition else "")))
+    return out
+
+
 def build_content(run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
     """Everything the report shows, computed once from ``results``."""
+    from deepsight.report.overview import overview
+
     run_dir = Path(run_dir)
     config = scrub_secrets(results.get("config") or {})
     evals = results.get("evals") or {}
@@ -176,12 +191,13 @@ def build_content(run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
         "started_at": results.get("started_at"),
         "finished_at": results.get("finished_at"),
         "run_dir": str(run_dir),
-        "headline_evals": primary_eval_rows(results),
-        "headline_scans": summary_scan_rows(results),
-        "eval_rows": eval_rows(results),
+        "overview": overview(run_dir, results),
+        "headline_evals": _with_direction(primary_eval_rows(results), "evals"),
+        "headline_scans": _with_direction(summary_scan_rows(results), "scans"),
+        "eval_rows": _with_direction(eval_rows(results), "evals"),
         "unknown": {b: r["unknown"] for b, r in ok_sections(results, "evals").items()
                     if isinstance(r.get("unknown"), dict)},
-        "scan_rows": scan_rows(results),
+        "scan_rows": _with_direction(scan_rows(results), "scans"),
         "figures": scan_figures(run_dir, results),
         "details": detail_tables(results),
         "breakdowns": breakdown_tables(results),
