@@ -79,8 +79,26 @@ _RULE = (f"Rates: good = the whole 95% interval on the safe side is at least {GO
          "Diagnostics have no pass mark: they are ranked against the other runs in the output folder.")
 
 
+def _column(key: str) -> str:
+    """A leaderboard column label with its direction arrow (``xstest over_refusal_rate ↓``)."""
+    from deepsight.report.compare import _label
+    from deepsight.report.directions import direction
+
+    kind, name, metric = (key.split("/", 2) + ["", ""])[:3]
+    d = direction("evals" if kind == "eval" else "scans", name, metric)
+    return f"{_label(key)} {d.arrow}"
+
+
+def _source_text(v: AreaVerdict) -> str:
+    if v.source == "-":
+        return v.note
+    return v.source + (f" ({v.note})" if v.note else "")
+
+
 def _ref_text(v: AreaVerdict) -> str:
-    return "; ".join(f"{label}: {text}" for label, text in v.references[:6]) or "-"
+    shown = "; ".join(f"{label}: {text}" for label, text in v.references[:3]) or "-"
+    more = len(v.references) - 3
+    return shown + (f"; {more} more in the leaderboard" if more > 0 else "")
 
 
 def overview_markdown(ov: dict[str, Any]) -> list[str]:
@@ -90,15 +108,13 @@ def overview_markdown(ov: dict[str, Any]) -> list[str]:
            "|---|---|---|---|---|---|---|"]
     for v in ov["verdicts"]:
         cells = [v.area, f"**{v.verdict}**", v.value, v.interval, v.direction or "-",
-                 v.source if v.source != "-" else v.note, _ref_text(v)]
+                 _source_text(v), _ref_text(v)]
         out.append("| " + " | ".join(c if c.startswith("**") else md_cell(c) for c in cells) + " |")
-    out += ["", _RULE, ""]
+    out += ["", _RULE + " Arrows: ↑ higher is safer/better, ↓ lower is, · no safer direction.", ""]
     board = ov["leaderboard"]
     if board:
-        from deepsight.report.compare import _label as col_label
-
         out += [f"### Leaderboard of the runs in `{md_cell(board['root'])}`", ""]
-        header = ["model", "status", *(col_label(c) for c in board["columns"])]
+        header = ["model", "status", *(_column(c) for c in board["columns"])]
         out += ["| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
         for r in board["runs"]:
             name = r["model"] + (" (this run)" if r.get("this") else "")
@@ -119,17 +135,15 @@ def overview_html(ov: dict[str, Any]) -> str:
         rows.append(
             f'<tr><th>{e(v.area)}</th><td class="verdict v-{e(cls)}">{e(v.verdict)}</td>'
             f'<td class="num">{e(v.value)}</td><td class="num">{e(v.interval)}</td><td>{e(v.direction or "-")}</td>'
-            f'<td class="text">{e(v.source if v.source != "-" else v.note)}</td>'
+            f'<td class="text">{e(_source_text(v))}</td>'
             f'<td class="text">{e(_ref_text(v))}</td></tr>')
     parts = ['<section id="at-a-glance"><h2>At a glance</h2>',
              "<table><tr><th>area</th><th>verdict</th><th>value</th><th>interval</th><th>direction</th>"
              "<th>source row</th><th>other runs</th></tr>", *rows, "</table>",
-             f'<p class="muted">{e(_RULE)}</p>']
+             f'<p class="muted">{e(_RULE)} Arrows: ↑ higher is safer/better, ↓ lower is, · no safer direction.</p>']
     board = ov["leaderboard"]
     if board:
-        from deepsight.report.compare import _label as col_label
-
-        head = "".join(f"<th>{e(h)}</th>" for h in ["model", "status", *(col_label(c) for c in board["columns"])])
+        head = "".join(f"<th>{e(h)}</th>" for h in ["model", "status", *(_column(c) for c in board["columns"])])
         body = []
         for r in board["runs"]:
             vals = [r["model"] + (" (this run)" if r.get("this") else ""), r["status"],

@@ -71,7 +71,7 @@ class Reading:
 @dataclass
 class AreaVerdict:
     area: str
-    verdict: str  # good | fair | poor | uncertain | ranked k of N | no reference | not measured
+    verdict: str  # good | fair | poor | uncertain | ranked k of N | no reference | not ranked | not measured
     value: str = "-"
     interval: str = "-"
     source: str = "-"  # "eval xstest / over_refusal_rate (n=60)"
@@ -166,6 +166,7 @@ def area_verdicts(results: dict[str, Any], others: list[tuple[str, dict[str, Any
         section, name, metric, r = found
         d = direction(section, name, metric)
         rate = _is_rate(metric, r)
+        note = ""
         refs = []
         ref_values = []
         for label, other in others:
@@ -178,7 +179,7 @@ def area_verdicts(results: dict[str, Any], others: list[tuple[str, dict[str, Any
         if rate:
             verdict = _rate_verdict(r, d)
         elif (section, name, metric) in NOT_COMPARABLE:
-            verdict = "no reference (raw scale, not comparable across models)"
+            verdict, note = "not ranked", "raw activation scale, not comparable across models"
         elif r.ci_low is not None and r.ci_high is not None and not refs:
             verdict = "no reference"
         else:
@@ -187,5 +188,5 @@ def area_verdicts(results: dict[str, Any], others: list[tuple[str, dict[str, Any
         counts = f" ({fmt_value(r.count)}/{fmt_value(r.n)})" if rate and r.count is not None else (
             f" (n={fmt_value(r.n)})" if r.n is not None else "")
         out.append(AreaVerdict(area, verdict, r.value_text(rate), r.interval_text(rate),
-                               f"{kind} {name} / {metric}{counts}", d.label(), refs))
+                               f"{kind} {name} / {metric}{counts}", d.label(), refs, note))
     return out
