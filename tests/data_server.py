@@ -31,6 +31,7 @@ class DataServer:
         self.truncate_once: set[str] = set()
         self.corrupt: set[str] = set()
         self.require_token: dict[str, str] = {}  # URL path -> the bearer token it needs
+        self.cdn: str | None = None  # base URL the Hub route redirects to (default: this server)
         self._lock = threading.Lock()
 
     def add_hf(self, repo: str, revision: str, path: str, local: Path) -> str:
@@ -64,7 +65,7 @@ class DataServer:
                         self.send_error(401, "gated")
                         return
                     self.send_response(302)
-                    self.send_header("Location", "/cdn" + path)
+                    self.send_header("Location", (owner.cdn or "") + "/cdn" + path)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return

@@ -176,6 +176,24 @@ def test_hf_resolve_api_and_gated_dataset(server, data_dir, monkeypatch):
     assert server.requests[-2][0] == url_path and server.requests[-1][0] == "/cdn" + url_path
 
 
+def test_token_goes_to_the_hub_only(server, data_dir, monkeypatch):
+    rev = "89abcdef0123456789abcdef0123456789abcdef"
+    src = Source("hfdemo/cdn.csv", "hf", "demo-org/cdn", rev, "x.csv", SOURCES[XSTEST].sha256,
+                 SOURCES[XSTEST].size, (), "CC-BY-4.0", gated=True)
+    monkeypatch.setitem(SOURCES, src.key, src)
+    url_path = server.add_hf("demo-org/cdn", rev, "x.csv", data_dir / XSTEST)
+    server.require_token[url_path] = "tok"
+    monkeypatch.setenv("HF_TOKEN", "tok")
+    with DataServer(None) as cdn:  # another host (port): the redirect target
+        cdn.add(url_path, data_dir / XSTEST)
+        server.cdn = cdn.url
+        assert fetch(src).read_bytes() == (data_dir / XSTEST).read_bytes()
+        (hub_path, hub_headers), = [r for r in server.requests if r[0] == url_path]
+        (cdn_path, cdn_headers), = cdn.requests
+    assert hub_headers.get("Authorization") == "Bearer tok"
+    assert cdn_path == "/cdn" + url_path and "Authorization" not in cdn_headers
+
+
 def test_wheel_member(server, env, data_dir, monkeypatch):
     whl = env / "demo-1.0-py3-none-any.whl"
     member = "demo/data/xstest_prompts.csv"
