@@ -29,7 +29,7 @@ XSTEST = "xstest/xstest_prompts.csv"
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPSIGHT_CACHE", str(tmp_path / "cache"))
-    for v in ("HF_HUB_OFFLINE", "DEEPSIGHT_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+    for v in ("HF_HUB_OFFLINE", "DEEPSIGHT_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "DEEPSIGHT_DATA_DIR"):
         monkeypatch.delenv(v, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # no token file of the user's
     return tmp_path
