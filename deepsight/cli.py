@@ -3,6 +3,7 @@
     deepsight                                   # quick audit of the default model
     deepsight audit=none scan=[tellme] data_dir=../shared/data
     deepsight -m model=smollm2,hf model.path=/models/x   # one run per model
+    deepsight data list|download|verify         # the benchmark data cache (deepsight/data/cli.py)
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["data"]:  # not a Hydra run: manage the benchmark data cache
+        from deepsight.data.cli import main as data_main
+
+        sys.exit(data_main(sys.argv[2:]))
     register_configs()
     _hydra_main()
 

@@ -13,6 +13,10 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# No test downloads benchmark data from the internet: tests of the download cache serve files from a
+# loopback server and unset this themselves (tests/test_data_fetch.py).
+os.environ.setdefault("DEEPSIGHT_OFFLINE", "1")
+
 
 def _find_data_dir() -> Path | None:
     env = os.environ.get("DEEPSIGHT_DATA_DIR")

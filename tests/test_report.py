@@ -137,7 +137,8 @@ def test_report_md_contents(run):
     assert f"| label | safe | refusal_rate | {100 * safe['value']:.1f}% |" in md
     # worst examples: 10 of 12, long text truncated
     assert "### xstest (10 of 12 shown" in md
-    ex_lines = [line for line in md.splitlines() if line.startswith("| x") and "full_compliance" in line]
+    ex_lines = [line for line in md.splitlines()
+                if line.startswith("| unsafe prompt complied with | x") and "full_compliance" in line]
     assert len(ex_lines) == 10 and all(len(line) < 2000 for line in ex_lines)
     assert "| label: unsafe; type: privacy |" in ex_lines[0]
     assert "| refusal: (label: full_compliance; reason: no refusal phrase) |" in ex_lines[0]

@@ -1,4 +1,10 @@
-"""Resolve data files from config: relative paths are taken under ``data_dir``."""
+"""Resolve data files from config: relative paths are taken under ``data_dir``, else from the download cache.
+
+A relative path found under ``data_dir`` wins. Otherwise, if the path is a file (or folder) registered in
+``deepsight.data.sources``, it is downloaded on first use into ``$DEEPSIGHT_CACHE/data`` and verified
+(``deepsight.data.fetch``); with downloads off (``HF_HUB_OFFLINE=1``) the error says so and the scan or
+benchmark is skipped with that reason.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,30 @@ from deepsight.errors import MissingDataError
 
 
 def resolve_data_path(data_dir: str | Path | None, relative: str | Path, key: str) -> Path:
-    """Return the existing file ``relative`` (absolute, or under ``data_dir``).
+    """Return the existing file ``relative`` (absolute, under ``data_dir``, or fetched into the cache).
 
     ``key`` is the config key that named the file, so the error says what to change.
     """
     p = Path(relative).expanduser()
-    if not p.is_absolute():
-        if data_dir is None:
-            raise MissingDataError(
-                f"{key}={str(relative)!r} is relative but no data_dir is set "
-                "(pass data_dir=/path/to/data or set DEEPSIGHT_DATA_DIR)"
-            )
-        p = Path(data_dir).expanduser() / p
-    if not p.exists():
-        raise MissingDataError(f"{key}: data file not found: {p}")
-    return p
+    if p.is_absolute():
+        if not p.exists():
+            raise MissingDataError(f"{key}: data file not found: {p}")
+        return p
+    local = Path(data_dir).expanduser() / p if data_dir is not None else None
+    if local is not None and local.exists():
+        return local
+    from deepsight.data.fetch import fetch_key
+
+    try:
+        fetched = fetch_key(p.as_posix())
+    except MissingDataError as e:
+        where = f"not found in data_dir ({local})" if local is not None else "relative and no data_dir is set"
+        raise type(e)(f"{key}={str(relative)!r} is {where}; {e}") from None
+    if fetched is not None:
+        return fetched
+    if local is None:
+        raise MissingDataError(
+            f"{key}={str(relative)!r} is relative but no data_dir is set and no download source is registered "
+            "for it (pass data_dir=/path/to/data or set DEEPSIGHT_DATA_DIR)"
+        )
+    raise MissingDataError(f"{key}: data file not found: {local}")

@@ -5,7 +5,7 @@ A benchmark is ``run(ctx: EvalContext, cfg: BenchmarkConfig) -> dict`` returning
     {"metrics": {"<rate>": {"value", "count", "n", "ci_low", "ci_high"}, ...},
      "unknown": {"count", "n", "rate", "reasons": {...}},
      "breakdowns": {"<field>": {"<value>": {...metrics...}}},
-     "examples": [...worst examples, truncated, with verdicts...],
+     "examples": [...worst examples: failures only, most severe first (evals/failures.py), truncated...],
      "generations_file": "generations/<name>.jsonl", "warnings": [...], "config": {...}}
 """
 

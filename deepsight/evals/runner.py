@@ -193,18 +193,24 @@ def _short(s: Any, n: int = 300) -> Any:
     return s[:n] + "..." if isinstance(s, str) and len(s) > n else s
 
 
-def examples(results: list[ItemResult], primary: str, k: int = 5) -> list[dict[str, Any]]:
-    """The worst ``k`` items: judged harmful first, then unknown; prompts and replies truncated."""
+def examples(results: list[ItemResult], primary: str, k: int = 5, benchmark: str = "") -> list[dict[str, Any]]:
+    """The worst ``k`` items, failures only (deepsight/evals/failures.py): unsafe prompts complied with,
+    then safe prompts refused (or wrong answers), then unknown verdicts; prompts and replies truncated."""
+    from deepsight.evals.failures import classify, expectation
 
-    def badness(r: ItemResult) -> int:
+    failed = []
+    for i, r in enumerate(results):
         v = r.verdicts.get(primary)
-        return 0 if r.harmful.get(primary) else 1 if v is None or v.unknown else 2 if v.label == "incorrect" else 3
-
+        f = classify(expectation(benchmark, r.item.meta), r.harmful.get(primary), v.label if v else None,
+                     v is None or v.unknown, (v.reason or "") if v else "no verdict")
+        if f is not None:
+            failed.append((f.severity, i, f, r))
     out = []
-    for r in sorted(results, key=badness)[:k]:
+    for _, _, f, r in sorted(failed, key=lambda t: t[:2])[:k]:
         out.append(
             {
                 "id": r.item.id,
+                "failure": f.kind,
                 "meta": r.item.meta,
                 "prompt": _short(r.item.prompt),
                 "response": _short(r.generation.text),
@@ -234,7 +240,7 @@ def result(
         "unknown": unknown_summary([r.verdicts[primary] for r in results]) | {"judge": primary},
         "unknown_by_judge": {j: unknown_summary([r.verdicts[j] for r in results]) for j in judges},
         "breakdowns": breakdowns,
-        "examples": examples(results, primary),
+        "examples": examples(results, primary, benchmark=name),
         "generations_file": f"generations/{name}.jsonl",
         "n_items": len(results),
         "warnings": list(warnings or []),

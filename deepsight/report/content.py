@@ -30,9 +30,9 @@ from deepsight.report.metrics import (
 MAX_EXAMPLES = 10  # worst examples shown per benchmark
 MAX_CELL = 400  # characters of one example field
 # Example fields shown first, in this order; any other field follows.
-_EXAMPLE_ORDER = ("id", "category", "meta", "prompt", "question", "behavior", "goal", "input", "context", "response",
-                  "generation", "output", "completion", "answer", "verdicts", "verdict", "label", "judgement", "score",
-                  "unknown", "reason")
+_EXAMPLE_ORDER = ("failure", "id", "category", "meta", "prompt", "question", "behavior", "goal", "input", "context",
+                  "response", "generation", "output", "completion", "answer", "verdicts", "verdict", "label",
+                  "judgement", "score", "unknown", "reason")
 
 
 def as_text(value: Any) -> str:
@@ -75,11 +75,12 @@ def scan_figures(run_dir: Path, results: dict[str, Any]) -> dict[str, list[dict[
 
 
 def example_tables(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per benchmark with examples: {"columns": [...], "rows": [[cell, ...]], "total": n}."""
+    """Per benchmark with failures: {"columns": [...], "rows": [[cell, ...]], "total": n} (report/worst.py)."""
+    from deepsight.report.worst import worst_examples
+
     out = {}
     for bench, res in ok_sections(results, "evals").items():
-        examples = res.get("examples")
-        examples = [e for e in examples if isinstance(e, dict)] if isinstance(examples, list) else []
+        examples = worst_examples(bench, res)
         if not examples:
             continue
         keys: list[str] = []
@@ -162,8 +163,23 @@ def _yaml(obj: Any) -> str:
     return yaml.safe_dump(json.loads(json.dumps(obj, default=str)), sort_keys=False, allow_unicode=True)
 
 
+def _with_direction(rows: list[Any], section: str) -> list[Any]:
+    """Rows whose definition starts with the metric's direction (report/directions.py)."""
+    from dataclasses import replace
+
+    from deepsight.report.directions import direction
+
+    out = []
+    for r in rows:
+        d = direction(section, r.benchmark if section == "evals" else r.scan, r.metric)
+        out.append(replace(r, definition=d.label() + (f". {r.definition}" if r.definition else "")))
+    return out
+
+
 def build_content(run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
     """Everything the report shows, computed once from ``results``."""
+    from deepsight.report.overview import overview
+
     run_dir = Path(run_dir)
     config = scrub_secrets(results.get("config") or {})
     evals = results.get("evals") or {}
@@ -175,12 +191,13 @@ def build_content(run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
         "started_at": results.get("started_at"),
         "finished_at": results.get("finished_at"),
         "run_dir": str(run_dir),
-        "headline_evals": primary_eval_rows(results),
-        "headline_scans": summary_scan_rows(results),
-        "eval_rows": eval_rows(results),
+        "overview": overview(run_dir, results),
+        "headline_evals": _with_direction(primary_eval_rows(results), "evals"),
+        "headline_scans": _with_direction(summary_scan_rows(results), "scans"),
+        "eval_rows": _with_direction(eval_rows(results), "evals"),
         "unknown": {b: r["unknown"] for b, r in ok_sections(results, "evals").items()
                     if isinstance(r.get("unknown"), dict)},
-        "scan_rows": scan_rows(results),
+        "scan_rows": _with_direction(scan_rows(results), "scans"),
         "figures": scan_figures(run_dir, results),
         "details": detail_tables(results),
         "breakdowns": breakdown_tables(results),

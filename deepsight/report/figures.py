@@ -16,7 +16,8 @@ the run dir in its result's ``"figures"`` and the report embeds it::
   (X-Boundary harmful / safe / boundary).
 - ``plot_trajectory(mean, peaks, path, title="", peak_labels=None, ylabel="MI")``: a (T,) trajectory with
   the peak steps marked and optionally labelled with their tokens (MI-Peaks).
-- ``plot_metric_bars(metrics, title, path)``: one bar per named scalar (TELLME metrics).
+- ``plot_metric_bars(metrics, title, path)``: one bar per named scalar (TELLME metrics), each in its own
+  panel on its own axis (unrelated scales never share an axis).
 """
 
 from __future__ import annotations
@@ -137,15 +138,31 @@ def plot_trajectory(mean: Sequence[Any], peaks: Sequence[int], path: str | Path,
     return _save(fig, path)
 
 
+def metric_bars_figure(metrics: Mapping[str, Any], title: str):
+    """The figure of ``plot_metric_bars``: one panel per metric, each on its own axis, since named scalars
+    (TELLME's L1 ~ 1e2 beside pcc ~ 1e-2) have unrelated scales and one shared axis would hide the small ones."""
+    names = list(metrics) or ["(no metrics)"]
+    vals = [_finite(metrics[k]) if k in metrics else None for k in names]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 0.6 + 0.55 * len(names)), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(names), 1, squeeze=False)[:, 0]
+    for ax, name, v in zip(axes, names, vals):
+        ax.barh([0], [0.0 if v is None else v], height=0.6)
+        ax.set_yticks([0], [f"{name} (non-finite)" if v is None and name in metrics else name], fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        if v is not None:
+            ax.set_xlim(min(0.0, v) * 1.15, max(0.0, v) * 1.15 or 1.0)
+            ax.text(v, 0, f" {v:.4g}", va="center", ha="left" if v >= 0 else "right", fontsize=7)
+        else:
+            ax.set_xticks([])
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(title + " (each metric on its own scale)", fontsize=10)
+    return fig
+
+
 def plot_metric_bars(metrics: Mapping[str, Any], title: str, path: str | Path) -> Path:
-    """One horizontal bar per named scalar; non-finite values are shown as a 0-length bar marked 'nan/inf'."""
-    names = list(metrics)
-    vals = [_finite(metrics[k]) for k in names]
-    fig, ax = _figure(6.0, 0.5 + 0.4 * max(len(names), 1))
-    ax.barh(range(len(names)), [0.0 if v is None else v for v in vals])
-    ax.set_yticks(range(len(names)), [f"{k} (non-finite)" if v is None else k for k, v in zip(names, vals)],
-                  fontsize=8)
-    ax.invert_yaxis()
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, axis="x")
-    return _save(fig, path)
+    """One bar per named scalar, each in its own panel with its own axis; non-finite values are marked."""
+    return _save(metric_bars_figure(metrics, title), path)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from deepsight.report.metrics import as_number, fmt_rate, fmt_value
+from deepsight.report.overview import overview_html
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
@@ -59,6 +60,7 @@ def _value_class(value: Any) -> str:
 def render_html(content: dict[str, Any]) -> str:
     """The whole report.html from ``build_content``'s dict (figures are read and inlined here)."""
     import jinja2
+    import markupsafe
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -68,6 +70,7 @@ def render_html(content: dict[str, Any]) -> str:
                    "examples": {k: str(v)[:150] for k, v in (u.get("reason_examples") or {}).items()}}
                for b, u in content["unknown"].items()}
     sections = list(dict.fromkeys([*figures, *content["details"]]))
-    c = dict(content, figures=figures, unknown=unknown, scan_sections=sections)
+    c = dict(content, figures=figures, unknown=unknown, scan_sections=sections,
+             overview_html=markupsafe.Markup(overview_html(content["overview"])))  # escaped in report/overview.py
     return env.get_template("report.html.j2").render(c=c, fmt_rate=fmt_rate, fmt_value=fmt_value, short=_short,
                                                      vclass=_value_class)

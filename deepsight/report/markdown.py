@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from deepsight.report.metrics import fmt_rate, fmt_value
+from deepsight.report.overview import overview_markdown
 
 
 def md_cell(text: Any) -> str:
@@ -35,6 +36,7 @@ def render_markdown(c: dict[str, Any]) -> str:
     out += [f"Status: **{md_cell(c['status'])}**, audit preset `{md_cell(c['audit_name'])}`, "
             f"{c['n_scans']} scans, {c['n_evals']} benchmarks. Started {md_cell(c['started_at'])}, "
             f"finished {md_cell(c['finished_at'])}.", ""]
+    out += overview_markdown(c["overview"])  # first screen: verdict per area, leaderboard (report/overview.py)
     if c["headline_evals"] or c["headline_scans"]:
         out += ["## Headline", ""]
         rows = [[f"eval {r.benchmark}", r.metric, r.value_text(), r.ci_text(), fmt_rate(r.unknown_rate),

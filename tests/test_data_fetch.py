@@ -1,0 +1,229 @@
+"""Data fetched on first use, against a loopback server speaking the Hub's resolve API and GitHub raw files.
+
+Download, cache hit, data_dir precedence, checksum mismatch (download and cache), server down, partial
+download resumed (within a call and across calls), offline, gated datasets, wheel members, folders, CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from data_server import DataServer
+
+from deepsight.data import fetch as fetch_mod
+from deepsight.data.cli import main as data_cli
+from deepsight.data.fetch import DataDownloadError, DataIntegrityError, data_cache_dir, fetch, fetch_key
+from deepsight.data.paths import resolve_data_path
+from deepsight.data.sources import SOURCES, Source, Wheel
+from deepsight.errors import MissingDataError
+
+XSTEST = "xstest/xstest_prompts.csv"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPSIGHT_CACHE", str(tmp_path / "cache"))
+    for v in ("HF_HUB_OFFLINE", "DEEPSIGHT_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "DEEPSIGHT_DATA_DIR"):
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # no token file of the user's
+    return tmp_path
+
+
+@pytest.fixture
+def server(env, data_dir, monkeypatch):
+    with DataServer(data_dir) as srv:
+        monkeypatch.setenv("DEEPSIGHT_GITHUB_ENDPOINT", srv.url)
+        monkeypatch.setenv("HF_ENDPOINT", srv.url)
+        monkeypatch.setenv("DEEPSIGHT_PYPI_ENDPOINT", srv.url)
+        yield srv
+
+
+def _url_path(src: Source) -> str:
+    return f"/{src.repo}/{src.revision}/{src.path}"
+
+
+def test_every_source_is_pinned_and_matches_the_shared_copy(data_dir):
+    for key, s in SOURCES.items():
+        assert len(s.sha256) == 64 and s.size > 0 and s.license
+        assert s.host in ("github", "wheel", "hf")
+        if s.host in ("github", "hf"):
+            assert re.fullmatch(r"[0-9a-f]{40}", s.revision), key  # a commit, not a branch
+        p = data_dir / key
+        if p.is_file():
+            assert p.stat().st_size == s.size and hashlib.sha256(p.read_bytes()).hexdigest() == s.sha256, key
+
+
+def test_every_default_data_path_has_a_source():
+    from deepsight.config.schema import MIPeaksConfig, SPINConfig, TELLMEConfig, XBoundaryConfig
+
+    keys = [XBoundaryConfig().harmful_path, XBoundaryConfig().safe_path, XBoundaryConfig().boundary_path,
+            TELLMEConfig().data_path, SPINConfig().dataset1_path, SPINConfig().dataset2_path,
+            MIPeaksConfig().data_path]
+    for k in keys:
+        assert k in SOURCES, k
+    for conf in sorted((Path(__file__).parent.parent / "conf" / "eval").glob("*.yaml")):
+        m = re.search(r"^path: ([^\s#]+)", conf.read_text(), re.M)
+        if m and m.group(1) != "null":
+            assert fetch_mod.sources_under(m.group(1)), f"{conf.name}: {m.group(1)} has no registered source"
+
+
+def test_download_then_cache_hit(server, data_dir):
+    p = resolve_data_path(None, XSTEST, "eval.xstest.path")
+    assert p == data_cache_dir() / XSTEST
+    assert p.read_bytes() == (data_dir / XSTEST).read_bytes()
+    assert server.count("xstest_prompts.csv") == 1
+    again = resolve_data_path(None, XSTEST, "eval.xstest.path")
+    assert again == p and server.count("xstest_prompts.csv") == 1  # reused, not downloaded again
+    assert not list(p.parent.glob("*.part"))
+
+
+def test_data_dir_wins(server, data_dir):
+    assert resolve_data_path(data_dir, XSTEST, "k") == data_dir / XSTEST
+    assert server.count() == 0
+    # a data_dir without the file falls back to the download
+    assert resolve_data_path(data_dir.parent / "nonexistent", XSTEST, "k") == data_cache_dir() / XSTEST
+
+
+def test_checksum_mismatch_names_the_file(server):
+    server.corrupt.add(_url_path(SOURCES[XSTEST]))
+    with pytest.raises(DataIntegrityError, match=re.escape(XSTEST)) as e:
+        resolve_data_path(None, XSTEST, "eval.xstest.path")
+    assert "sha256" in str(e.value)
+    assert not (data_cache_dir() / XSTEST).exists()
+    assert not list((data_cache_dir() / "xstest").glob("*.part"))
+
+
+def test_tampered_cache_is_an_error(server):
+    p = fetch(SOURCES[XSTEST])
+    data = bytearray(p.read_bytes())
+    data[10] ^= 1
+    p.write_bytes(bytes(data))
+    with pytest.raises(DataIntegrityError, match="xstest_prompts.csv"):
+        resolve_data_path(None, XSTEST, "eval.xstest.path")
+    assert data_cli(["verify", XSTEST]) == 1
+    assert data_cli(["download", "--force", XSTEST]) == 0
+    assert data_cli(["verify", XSTEST]) == 0
+
+
+def test_server_down_is_a_missing_data_skip(env, monkeypatch):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("DEEPSIGHT_GITHUB_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(MissingDataError, match=r"eval\.xstest\.path.*download from http://127\.0\.0\.1") as e:
+        resolve_data_path(None, XSTEST, "eval.xstest.path")
+    assert isinstance(e.value, DataDownloadError)
+    assert not (data_cache_dir() / XSTEST).exists()
+
+
+def test_partial_download_resumed_in_the_same_call(server, data_dir):
+    key = "tellme/test.csv"
+    server.truncate_once.add(_url_path(SOURCES[key]))
+    p = fetch(SOURCES[key])
+    assert p.read_bytes() == (data_dir / key).read_bytes()
+    gets = [h for path, h in server.requests if path.endswith("test.csv")]
+    assert len(gets) == 2 and "Range" not in gets[0]
+    half = SOURCES[key].size // 2
+    assert gets[1]["Range"] == f"bytes={half}-"
+
+
+def test_partial_download_resumed_across_runs(server, data_dir):
+    key = "tellme/test.csv"
+    src = SOURCES[key]
+    dest = data_cache_dir() / key
+    dest.parent.mkdir(parents=True)
+    n = 12345
+    dest.with_name(dest.name + ".part").write_bytes((data_dir / key).read_bytes()[:n])
+    assert fetch(src).read_bytes() == (data_dir / key).read_bytes()
+    (path, headers), = server.requests
+    assert headers["Range"] == f"bytes={n}-"
+
+
+def test_offline_skips_with_a_reason(server, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MissingDataError, match="HF_HUB_OFFLINE"):
+        resolve_data_path(None, XSTEST, "eval.xstest.path")
+    assert server.count() == 0
+
+
+def test_unregistered_relative_path_keeps_the_old_message(env):
+    with pytest.raises(MissingDataError, match="no data_dir is set"):
+        resolve_data_path(None, "nowhere/x.csv", "eval.x.path")
+
+
+def test_hf_resolve_api_and_gated_dataset(server, data_dir, monkeypatch):
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    src = Source("hfdemo/xstest_prompts.csv", "hf", "demo-org/xstest", rev, "data/xstest_prompts.csv",
+                 SOURCES[XSTEST].sha256, SOURCES[XSTEST].size, ("eval.demo",), "CC-BY-4.0", gated=True)
+    monkeypatch.setitem(SOURCES, src.key, src)
+    url_path = server.add_hf("demo-org/xstest", rev, "data/xstest_prompts.csv", data_dir / XSTEST)
+    server.require_token[url_path] = "secret-token"
+    with pytest.raises(DataDownloadError, match="gated"):  # no token: stopped before any request
+        fetch(src)
+    assert server.count() == 0
+    monkeypatch.setenv("HF_TOKEN", "wrong")
+    with pytest.raises(DataDownloadError, match="401"):
+        fetch(src)
+    monkeypatch.setenv("HF_TOKEN", "secret-token")
+    p = resolve_data_path(None, src.key, "eval.demo.path")
+    assert p.read_bytes() == (data_dir / XSTEST).read_bytes()
+    assert server.requests[-2][0] == url_path and server.requests[-1][0] == "/cdn" + url_path
+
+
+def test_token_goes_to_the_hub_only(server, data_dir, monkeypatch):
+    rev = "89abcdef0123456789abcdef0123456789abcdef"
+    src = Source("hfdemo/cdn.csv", "hf", "demo-org/cdn", rev, "x.csv", SOURCES[XSTEST].sha256,
+                 SOURCES[XSTEST].size, (), "CC-BY-4.0", gated=True)
+    monkeypatch.setitem(SOURCES, src.key, src)
+    url_path = server.add_hf("demo-org/cdn", rev, "x.csv", data_dir / XSTEST)
+    server.require_token[url_path] = "tok"
+    monkeypatch.setenv("HF_TOKEN", "tok")
+    with DataServer(None) as cdn:  # another host (port): the redirect target
+        cdn.add(url_path, data_dir / XSTEST)
+        server.cdn = cdn.url
+        assert fetch(src).read_bytes() == (data_dir / XSTEST).read_bytes()
+        (hub_path, hub_headers), = [r for r in server.requests if r[0] == url_path]
+        (cdn_path, cdn_headers), = cdn.requests
+    assert hub_headers.get("Authorization") == "Bearer tok"
+    assert cdn_path == "/cdn" + url_path and "Authorization" not in cdn_headers
+
+
+def test_wheel_member(server, env, data_dir, monkeypatch):
+    whl = env / "demo-1.0-py3-none-any.whl"
+    member = "demo/data/xstest_prompts.csv"
+    with zipfile.ZipFile(whl, "w") as zf:
+        zf.write(data_dir / XSTEST, member)
+    wheel = Wheel("demo", whl.name, hashlib.sha256(whl.read_bytes()).hexdigest())
+    src = Source("demo/x.csv", "wheel", "demo/demo", "1.0", member, SOURCES[XSTEST].sha256,
+                 SOURCES[XSTEST].size, (), "MIT", wheel=wheel)
+    server.add(f"/packages/py3/d/demo/{whl.name}", whl)
+    assert fetch(src).read_bytes() == (data_dir / XSTEST).read_bytes()
+    bad = replace(src, key="demo/y.csv", wheel=replace(wheel, sha256="0" * 64))
+    with pytest.raises(DataIntegrityError, match="demo-1.0-py3-none-any.whl"):
+        fetch(bad)
+
+
+def test_folder_fetches_every_registered_file(server, data_dir):
+    d = fetch_key("mi_peaks")
+    assert d == data_cache_dir() / "mi_peaks"
+    for key in ("mi_peaks/gsm8k/test.jsonl", "mi_peaks/aime24/test.jsonl"):
+        assert (data_cache_dir() / key).read_bytes() == (data_dir / key).read_bytes()
+
+
+def test_cli_list_and_download(server, capsys):
+    assert data_cli(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "NON-COMMERCIAL" in out and "licence:" in out and "missing  tellme/test.csv" in out
+    assert data_cli(["download", "xstest", "tellme/test.csv"]) == 0
+    out = capsys.readouterr().out
+    assert out.rindex("licence      ") < out.index("ok           ")  # all licences before any download
+    assert "licence      tellme/test.csv" in out and out.count("ok           ") == 8  # xstest: 7 files
+    assert data_cli(["list", "tellme/test.csv"]) == 0
+    assert "cached   tellme/test.csv" in capsys.readouterr().out
+
