@@ -282,7 +282,9 @@ def run_experts(ctx: ScanContext, cfg: Any) -> dict:
         chosen = top[: cfg.ablate_top] if cfg.ablate_top else []
         if cfg.ablate_top:
             if len(chosen) < cfg.ablate_top:
-                raise ConfigError(f"scan.experts.ablate_top={cfg.ablate_top} > top_k={cfg.top_k} ranked experts")
+                raise ConfigError(f"scan.experts.ablate_top={cfg.ablate_top}: only {len(chosen)} ranked experts (top_k="
+                                  f"{cfg.top_k}; experts need a finite risk difference: tokens of both classes "
+                                  f"{details['class_counts']})")
             arms["top"] = {}
             for row in chosen:
                 arms["top"].setdefault(row["layer"], []).append(row["expert"])
