@@ -297,7 +297,9 @@ def run_experts(ctx: ScanContext, cfg: Any) -> dict:
                                       "refusal_rate": row["refusal_rate"]["value"],
                                       "ci_low": row["refusal_rate"]["ci_low"],
                                       "ci_high": row["refusal_rate"]["ci_high"],
-                                      "n": row["refusal_rate"]["n"], "change_vs_none": row["refusal_change"]["value"],
+                                      "n": row["refusal_rate"]["n"],
+                                      "unknown": ablation["prompts"] - row["refusal_rate"]["n"],
+                                      "change_vs_none": row["refusal_change"]["value"],
                                       "change_ci_low": row["refusal_change"]["ci_low"],
                                       "change_ci_high": row["refusal_change"]["ci_high"],
                                       "flips_vs_none": row["flips_vs_none"]}
