@@ -12,7 +12,8 @@ experts module hands it the N x K (token, expert) pairs as N*K rows routed to on
 with weight 1, so the model's own expert code (any family, any experts implementation) computes
 every pair's output once; a forward hook then passes them to the sink and returns the weighted
 sum the model would have formed, accumulated per token in ascending expert order like the eager
-loop (bit-identical to it; other experts implementations equal up to rounding).
+loop (bit-identical to it; other experts implementations equal up to rounding). For that order the
+event's top-k ids (and weights, outputs) of ``expert_output`` come sorted by expert id per token.
 
 The sink receives an :class:`ExpertEvent` with (N, K) ``top_k_index`` / ``top_k_weights``, (N, E)
 ``router_logits`` (None if the router's output has no such tensor), (N, K, D) ``outputs``
@@ -109,16 +110,13 @@ def _with_routing(args: tuple, kwargs: dict, hidden: torch.Tensor, idx: torch.Te
     return tuple(args), kwargs
 
 
-def combine_like_eager(outputs: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """sum_j w[n, j] * outputs[n, j] per token, added in ascending expert order into zeros of ``dtype``
-    (the eager experts loop's order and roundings). outputs (N, K, D), idx / w (N, K) -> (N, D)."""
-    n, k, d = outputs.shape
-    order = idx.argsort(dim=1, stable=True)  # (N, K)
-    o = outputs.gather(1, order[..., None].expand(n, k, d))
-    ws = w.gather(1, order)
-    acc = torch.zeros(n, d, dtype=dtype, device=outputs.device)
-    for j in range(k):
-        acc = acc + (o[:, j] * ws[:, j, None]).to(dtype)
+def combine_like_eager(outputs: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """sum_j w[n, j] * outputs[n, j] per token, added left to right into zeros of ``dtype``: with each token's
+    routes sorted by ascending expert id this is the eager experts loop's order and roundings.
+    outputs (N, K, D), w (N, K) -> (N, D)."""
+    acc = (outputs[:, 0] * w[:, 0, None]).to(dtype)  # 0 + v = v exactly
+    for j in range(1, outputs.shape[1]):
+        acc = acc + (outputs[:, j] * w[:, j, None]).to(dtype)
     return acc
 
 
@@ -141,9 +139,14 @@ class _LayerHooks:
         hidden, idx, w = _routing_args(args, kwargs)
         hidden2 = hidden.reshape(-1, hidden.shape[-1])  # (N, D)
         idx2, w2 = idx.reshape(hidden2.shape[0], -1), w.reshape(hidden2.shape[0], -1)  # (N, K)
-        self.pending = (hidden, idx2, w2)
         if self.spec.site != "expert_output":
+            self.pending = (hidden, idx2, w2)
             return None
+        # each token's routes in ascending expert id (the eager loop's accumulation order); the statistics
+        # do not depend on the order of a token's routes
+        idx2, order = idx2.sort(dim=1, stable=True)
+        w2 = w2.gather(1, order)
+        self.pending = (hidden, idx2, w2)
         n, k = idx2.shape
         pairs = hidden2[:, None, :].expand(n, k, hidden2.shape[1]).reshape(n * k, -1)  # (N*K, D)
         return _with_routing(args, kwargs, pairs, idx2.reshape(n * k, 1).to(idx.dtype),
@@ -160,7 +163,7 @@ class _LayerHooks:
             out = output[0] if isinstance(output, (tuple, list)) else output
             n, k = idx.shape
             outputs = out.reshape(n, k, -1)  # (N, K, D) unweighted output of each chosen expert
-            combined = combine_like_eager(outputs, idx, w, out.dtype).reshape(hidden.shape)
+            combined = combine_like_eager(outputs, w, out.dtype).reshape(hidden.shape)
             result = (combined, *output[1:]) if isinstance(output, tuple) else combined
         if logits is not None and logits.shape[0] != idx.shape[0]:
             logits = None

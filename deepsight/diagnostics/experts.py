@@ -92,18 +92,11 @@ def resolve_moe_layers(anatomy: Any, spec: Any) -> list[int]:
     return sorted(set(out))
 
 
-@torch.no_grad()
-def collect_expert_stats(model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], num_classes: int,
-                         layers: list[int], *, halves: list[int], expert_outputs: bool = True,
-                         max_length: int | None = 1024, max_batch_size: int | None = 16,
-                         max_batch_tokens: int = 16384, stat_dtype: str = "float32", causal_right_padding: bool = True
-                         ) -> tuple[dict[int, ExpertRouting], dict[int, ExpertRouting]]:
-    """One pass: per layer, routing sums over classes ``half * num_classes + label`` and (``expert_outputs``)
-    per-class expert-output sums. Returns ({layer: routing}, {layer: outputs})."""
-    ids, n_prompt = encode_with_parts(tokenizer, chats, max_length)
-    cls = torch.tensor([h * num_classes + c.label for h, c in zip(halves, chats)], dtype=torch.long)
-    labels = torch.tensor([c.label for c in chats], dtype=torch.long)
-    n_prompt_t = torch.tensor(n_prompt, dtype=torch.long)
+def expert_sink(anatomy: Any, num_classes: int, stat_dtype: str = "float32"
+                ) -> tuple[Any, dict[int, ExpertRouting], dict[int, ExpertRouting]]:
+    """(sink, routing stats, output stats) of an ``expert_routing`` / ``expert_output`` capture. The sink reads
+    per-token metadata ``cls`` (half * C + label per row), ``labels`` (per row) and ``part`` ((B, T), 1 = response);
+    statistics are created lazily on each layer's device; padding (``ev.mask``) is not counted."""
     routing: dict[int, ExpertRouting] = {}
     outputs: dict[int, ExpertRouting] = {}
 
@@ -124,6 +117,23 @@ def collect_expert_stats(model: Any, tokenizer: Any, anatomy: Any, chats: list[L
             lab = ev.take("labels")
             outputs[ev.layer].update_outputs(ev.outputs, ev.top_k_index, lab if ev.mask is None
                                              else torch.where(ev.mask, lab, -1), part)
+
+    return sink, routing, outputs
+
+
+@torch.no_grad()
+def collect_expert_stats(model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], num_classes: int,
+                         layers: list[int], *, halves: list[int], expert_outputs: bool = True,
+                         max_length: int | None = 1024, max_batch_size: int | None = 16,
+                         max_batch_tokens: int = 16384, stat_dtype: str = "float32", causal_right_padding: bool = True
+                         ) -> tuple[dict[int, ExpertRouting], dict[int, ExpertRouting]]:
+    """One pass: per layer, routing sums over classes ``half * num_classes + label`` and (``expert_outputs``)
+    per-class expert-output sums. Returns ({layer: routing}, {layer: outputs})."""
+    ids, n_prompt = encode_with_parts(tokenizer, chats, max_length)
+    cls = torch.tensor([h * num_classes + c.label for h, c in zip(halves, chats)], dtype=torch.long)
+    labels = torch.tensor([c.label for c in chats], dtype=torch.long)
+    n_prompt_t = torch.tensor(n_prompt, dtype=torch.long)
+    sink, routing, outputs = expert_sink(anatomy, num_classes, stat_dtype)
 
     site = "expert_output" if expert_outputs else "expert_routing"
     device = input_device(anatomy, model)
