@@ -38,18 +38,20 @@ def _setup(ctx: Any) -> tuple[Any, Any, Any]:
 
 
 def _eval_context(ctx: Any, model_key: str | None = None) -> Any:
+    from omegaconf import OmegaConf
+
     from deepsight.evals.registry import EvalContext
     from deepsight.generation.factory import build_generator
     from deepsight.judges.factory import JudgeFactory
 
     run_cfg, loaded, judge_cfg = _setup(ctx)
-    if run_cfg.generation.backend != "hf":
-        raise ConfigError("scan.experts: the ablation and evaluation classes generate with the hf backend "
-                          f"(generation.backend={run_cfg.generation.backend!r}); set generation.backend=hf")
-    generator = build_generator(run_cfg.generation, run_cfg.model, loaded)
+    # always the hf backend on the model the scan inspects (the masks act on its routers), whatever
+    # generation.backend the benchmarks used (vllm / openai run outside this process's model)
+    gen_cfg = OmegaConf.merge(run_cfg.generation, {"backend": "hf"})
+    generator = build_generator(gen_cfg, run_cfg.model, loaded)
     judges = JudgeFactory(judge_cfg, data_dir=ctx.data_dir, target=loaded)
     return EvalContext(generator=generator, judge_factory=judges, run_dir=Path(ctx.run_dir), data_dir=ctx.data_dir,
-                       generation=run_cfg.generation, model_name=run_cfg.model.name, model=loaded.model,
+                       generation=gen_cfg, model_name=run_cfg.model.name, model=loaded.model,
                        tokenizer=loaded.tokenizer, extras={"model_key": model_key})
 
 
