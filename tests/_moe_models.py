@@ -6,7 +6,7 @@ block's input x (N, D) only, the experts each token selects, their gate weights,
 distribution and each chosen expert's unweighted output, written out per family from the original
 routing rules (Mixtral/Qwen/OLMoE softmax top-k with optional renormalisation; Granite and GPT-OSS top-k
 of the logits then softmax; DeepSeek-V3 sigmoid scores + correction bias, group-limited top-k,
-renormalised and scaled).
+renormalised and scaled; DeepSeek-V2 softmax with group-limited greedy top-k, scaled).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "olmoe", "gpt_oss", "granitemoe")
+FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3", "olmoe", "gpt_oss", "granitemoe")
 VOCAB = 100
 COMMON = dict(vocab_size=VOCAB, hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
               max_position_embeddings=256, pad_token_id=1, bos_token_id=2, eos_token_id=3)
@@ -41,6 +41,13 @@ def _config(family: str, layers: int):
                                    n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2, n_group=4,
                                    topk_group=2, first_k_dense_replace=1, routed_scaling_factor=2.5,
                                    norm_topk_prob=True, kv_lora_rank=16, q_lora_rank=None, qk_rope_head_dim=4,
+                                   qk_nope_head_dim=4, v_head_dim=8, rope_scaling=None)
+    if family == "deepseek_v2":
+        return tf.DeepseekV2Config(**{**COMMON, "num_key_value_heads": 4}, intermediate_size=40,
+                                   moe_intermediate_size=16, num_hidden_layers=layers, n_routed_experts=8,
+                                   n_shared_experts=2, num_experts_per_tok=2, n_group=4, topk_group=2,
+                                   topk_method="group_limited_greedy", first_k_dense_replace=1,
+                                   routed_scaling_factor=1.5, kv_lora_rank=16, q_lora_rank=None, qk_rope_head_dim=4,
                                    qk_nope_head_dim=4, v_head_dim=8, rope_scaling=None)
     if family == "olmoe":
         return tf.OlmoeConfig(**COMMON, intermediate_size=24, num_hidden_layers=layers, num_experts=8,
@@ -99,6 +106,14 @@ def reference_routing(family: str, block, x: torch.Tensor):
         probs = torch.softmax(logits, -1)
         top, idx = torch.topk(logits, k, -1)
         w = torch.softmax(top, -1)
+    elif family == "deepseek_v2":  # softmax, group-limited greedy (best expert per group), scaled, no renorm
+        probs = torch.softmax(logits, -1)
+        g = router.num_group
+        per = block.num_experts // g
+        keep = torch.zeros(probs.shape[0], g, dtype=torch.bool)
+        keep.scatter_(1, probs.view(-1, g, per).amax(-1).topk(router.topk_group, -1).indices, True)
+        w, idx = probs.masked_fill(~keep.repeat_interleave(per, 1), 0.0).topk(k, -1)
+        w = w * router.routed_scaling_factor
     elif family == "deepseek_v3":
         s = torch.sigmoid(logits)
         probs = s / s.sum(-1, keepdim=True)

@@ -94,7 +94,8 @@ def test_statistics_match_float64_reference(family):
         _close(both(st.gate_sums), r["gates"], 1e-6, f"{family} layer {layer} gate sums")
         _close(both(st.entropy_sums), r["ent"], 1e-6, f"{family} layer {layer} entropy sums")
         _close(both(st.token_entropy), r["tok_ent"], 1e-6, f"{family} layer {layer} token entropy")
-        _close(outputs[layer].output_sums, r["outs"], 1e-9, f"{family} layer {layer} expert output sums")
+        # (DeepSeek-V2 rotates queries and keys in complex64: batched and single rows differ by float32 rounding)
+        _close(outputs[layer].output_sums, r["outs"], 1e-6, f"{family} layer {layer} expert output sums")
         lens = torch.tensor([len(x) for x in encode_with_parts(tok, chats, 40)[0]])
         for h in (0, 1):  # each half holds only its own samples' tokens
             assert st.tokens[:, h * 3 : (h + 1) * 3].sum() == lens[torch.tensor(halves) == h].sum(), "split halves"
