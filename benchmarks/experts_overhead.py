@@ -80,7 +80,8 @@ def overhead(args, device: torch.device, dtype: torch.dtype) -> None:
 
     def scan() -> float:
         sink, _, _ = expert_sink(anatomy, 3, args.stat_dtype)
-        with Capture(model, [CaptureSpec("expert_output", layers, reduce="none")], sink, anatomy=anatomy,
+        site = "expert_routing" if args.routing_only else "expert_output"
+        with Capture(model, [CaptureSpec(site, layers, reduce="none")], sink, anatomy=anatomy,
                      stop_after=stop) as cap:
             sync(device)
             t0 = time.perf_counter()
@@ -104,6 +105,7 @@ def overhead(args, device: torch.device, dtype: torch.dtype) -> None:
           f"{args.repeats} alternating repeats")
     print(f"bare forward (stop after block {stop}): median {mb:.3f} s  (all: {', '.join(f'{t:.3f}' for t in tb)})")
     print(f"experts scan capture + statistics:     median {ms:.3f} s  (all: {', '.join(f'{t:.3f}' for t in ts)})")
+    print(f"scan site: {'expert_routing (no expert outputs)' if args.routing_only else 'expert_output'}")
     print(f"ratio scan / bare: {ms / mb:.3f}x of the medians, {min(ts) / min(tb):.3f}x of the fastest runs "
           "(target <= 1.15x on CPU)")
 
@@ -142,6 +144,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", default=bool(os.environ.get("DEEPSIGHT_BENCH_QUICK")))
     ap.add_argument("--kernel", action="store_true", help="time the routing kernel only")
+    ap.add_argument("--routing-only", action="store_true", help="no expert outputs (scan.experts.expert_outputs=false)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16")
     ap.add_argument("--layers", type=int, default=8)
