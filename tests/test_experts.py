@@ -212,3 +212,20 @@ def test_dense_model_is_skipped(tmp_path):
     ctx = ScanContext(model, char_tokenizer(), inspect_model(model), tmp_path, None, None)
     out = run_experts(ctx, ExpertsConfig())
     assert out["status"] == "skipped" and "dense" in out["reason"]
+
+
+def test_mask_restores_an_instance_level_forward():
+    """accelerate (device_map) installs its hooks as an instance-level forward: it must survive the mask."""
+    model = tiny_moe_model("mixtral", layers=2)
+    anatomy = inspect_model(model)
+    router = anatomy.layers[0].router
+    original = router.forward
+
+    def wrapped(*args, **kwargs):
+        return original(*args, **kwargs)
+
+    router.forward = wrapped
+    with ExpertMask(model, {0: [1], 1: [2]}, anatomy=anatomy), torch.no_grad():
+        model(input_ids=torch.randint(4, 100, (1, 7)))
+    assert router.forward is wrapped
+    assert "forward" not in anatomy.layers[1].router.__dict__

@@ -95,7 +95,8 @@ class ExpertMask:
                 with torch.no_grad():
                     bias[mask.to(bias.device)] = float("-inf")
                 self._restore.append(lambda b=bias, s=saved: b.data.copy_(s))
-        original = router.forward  # the bound method of the class
+        original = router.forward  # the class's bound method, or an instance-level wrapper (accelerate's hooks)
+        had_own = "forward" in router.__dict__
 
         def masked_forward(*args: Any, **kwargs: Any) -> Any:
             mode = _MaskLogits(mask)
@@ -107,7 +108,14 @@ class ExpertMask:
             return out
 
         router.forward = masked_forward
-        self._restore.append(lambda r=router: r.__dict__.pop("forward", None))
+
+        def restore(r: nn.Module = router, f: Any = original, own: bool = had_own) -> None:
+            if own:
+                r.forward = f  # put accelerate's (or any) instance-level forward back
+            else:
+                r.__dict__.pop("forward", None)
+
+        self._restore.append(restore)
 
     def _undo(self) -> None:
         while self._restore:
