@@ -49,6 +49,7 @@ step "kernel tests" 180 "$PY" -m pytest tests/test_kernels_*.py tests/test_captu
     -rfE "${XDIST[@]}"
 step "kernel benchmarks" 200 "$PY" benchmarks/kernels.py --quick --sweep
 step "capture overhead" 100 "$PY" benchmarks/capture_overhead.py --quick
+step "expert routing kernel" 60 "$PY" benchmarks/experts_overhead.py --kernel --quick
 
 echo
 printf '%-24s %-8s %s\n' step status seconds

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 
 import torch
 
+from .expert_routing import expert_routing_ref, expert_routing_triton
 from .grad_abs import grad_abs_sum_ref, grad_abs_sum_triton
 from .gram import gram_update_ref, gram_update_triton
 from .histogram import histogram_mutual_information, joint_histogram_ref, joint_histogram_triton
@@ -39,6 +40,7 @@ _default_backend = "auto"
 
 __all__ = [
     "BACKENDS",
+    "expert_routing_",
     "get_default_backend",
     "grad_abs_sum_",
     "gram_update_",
@@ -190,3 +192,20 @@ def importance_topk(
     if resolve_backend(backend, (weight, acc)) == "triton":
         return importance_topk_triton(weight, acc, k)
     return importance_topk_ref(weight, acc, k)
+
+
+def expert_routing_(
+    top_k_index: torch.Tensor,
+    top_k_weights: torch.Tensor,
+    logits: torch.Tensor | None,
+    cls: torch.Tensor,
+    acc: torch.Tensor,
+    score: str = "softmax",
+    backend: str = "auto",
+) -> None:
+    """``acc`` (3, C, E + 1) += per (class, expert) selections, gate sums and router entropy of the served
+    tokens; column E: per-class tokens, gate total and entropy (see kernels/expert_routing.py)."""
+    if resolve_backend(backend, (top_k_weights, logits), (acc,)) == "triton":
+        expert_routing_triton(top_k_index, top_k_weights, logits, cls, acc, score)
+    else:
+        expert_routing_ref(top_k_index, top_k_weights, logits, cls, acc, score)

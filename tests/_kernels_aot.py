@@ -14,7 +14,7 @@ import time
 os.environ.pop("TRITON_INTERPRET", None)
 
 import triton  # noqa: E402
-from deepsight.kernels import grad_abs, gram, histogram, pool, topk  # noqa: E402
+from deepsight.kernels import expert_routing, grad_abs, gram, histogram, pool, topk  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
@@ -92,6 +92,15 @@ def main() -> int:
     topk_sig |= dict(numel="i64", capacity="i64")
     build(topk._importance_filter_kernel, topk_sig, dict(BLOCK=4096), num_warps=4)
     build(topk._importance_filter_kernel, topk_sig | dict(weight_ptr="*fp32", numel=I32), dict(BLOCK=4096))
+
+    er_sig = dict(idx_ptr="*i64", w_ptr="*fp32", logits_ptr="*bf16", cls_ptr="*i64", acc_ptr="*fp32")
+    er_sig |= strides("stride_idx_n", "stride_idx_k", "stride_w_n", "stride_w_k", "stride_l_n", "stride_l_e", "N", "E",
+                      "C")
+    for score, k in ((0, 8), (1, 2)):
+        build(expert_routing._expert_routing_kernel, er_sig,
+              dict(K=k, SCORE=score, HAS_LOGITS=True, BLOCK_N=64, BLOCK_E=128), num_warps=4)
+    build(expert_routing._expert_routing_kernel, er_sig | dict(acc_ptr="*fp64", logits_ptr="*fp32"),
+          dict(K=1, SCORE=0, HAS_LOGITS=False, BLOCK_N=64, BLOCK_E=16), num_warps=4)
     return 0
 
 

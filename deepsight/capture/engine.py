@@ -36,6 +36,7 @@ from deepsight.capture._sites import (
     stop_point,
     stop_target,
 )
+from deepsight.capture.moe import MOE_SITES, moe_hooks
 from deepsight.capture.spec import CaptureSpec
 from deepsight.errors import ConfigError
 
@@ -281,6 +282,9 @@ class Capture:
             self._handles.append(self.model.register_forward_pre_hook(self._on_call, with_kwargs=True))
             for spec in self.specs:
                 for layer in self.layers[spec.name]:
+                    if spec.site in MOE_SITES:  # router + experts hooks, see capture/moe.py
+                        self._handles += moe_hooks(self, spec, layer)
+                        continue
                     module, kind = hook_target(self.anatomy, spec.site, layer)
                     if kind == "forward":
                         h = module.register_forward_hook(partial(self._on_output, spec, layer))

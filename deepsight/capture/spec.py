@@ -14,6 +14,8 @@ mlp_input          input of the MLP / MoE block (after its norm) mlp (pre-forwar
 mlp_output         output of the MLP / MoE block                mlp (forward)
 router_logits      MoE router logits (B, T, E)                  router (forward)
 expert_input       token states routed to each expert           experts (pre-forward)
+expert_routing     the model's top-k ids, gate weights, logits  router + experts (capture/moe.py)
+expert_output      the same + each chosen expert's output       router + experts (capture/moe.py)
 =================  ==========================================  =================
 
 Reductions over the tokens of a row (valid tokens = attention mask 1):
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from deepsight.errors import ConfigError
 
 SITES = ("hidden_states", "block_output", "attention_output", "mlp_input", "mlp_output", "router_logits",
-         "expert_input")
+         "expert_input", "expert_routing", "expert_output")
 REDUCTIONS = ("mean", "last", "all", "step", "none")
 
 
@@ -52,6 +54,8 @@ class CaptureSpec:
             raise ConfigError(f"capture reduce {self.reduce!r} is not one of {REDUCTIONS}")
         if self.site == "expert_input" and self.reduce not in ("all", "none"):
             raise ConfigError("expert_input supports reduce='all' (every routed valid token) or 'none'")
+        if self.site in ("expert_routing", "expert_output") and self.reduce != "none":
+            raise ConfigError(f"{self.site} gives every token of the call with its mask: use reduce='none'")
         layers = (self.layers,) if isinstance(self.layers, int) else tuple(int(x) for x in self.layers)
         if not layers:
             raise ConfigError(f"capture of {self.site!r} names no layers")

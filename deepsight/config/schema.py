@@ -28,6 +28,8 @@ class ModelConfig:
     attn_implementation: str = "auto"  # auto: flash_attention_2 if importable, else sdpa
     trust_remote_code: bool = False
     chat_template: str | None = None  # a Jinja template overriding the tokenizer's
+    # test fixtures: build the model from `path`'s config.json with random weights seeded by this (no weights file)
+    random_init_seed: int | None = None
 
 
 @dataclass
@@ -120,6 +122,32 @@ class MIPeaksConfig:
 
 
 @dataclass
+class ExpertsConfig:
+    # xboundary (harmful / safe / boundary chats) | eval:<benchmark> (the model's replies, refused / complied)
+    classes_from: str = "xboundary"
+    harmful_path: str = "xboundary/harmbench_test.json"
+    safe_path: str = "xboundary/SafeMT_train_600.json"
+    boundary_path: str = "xboundary/ORbench_retain_set.json"
+    n_per_class: int = 200  # X-Boundary records per class
+    sampling: str = "random"  # random (seeded) | first
+    eval_limit: int | None = 200  # eval:<benchmark> items (seeded sample; None = all)
+    # [a, b]: risk difference p(a) - p(b); None = [harmful, safe] (xboundary) / [refused, complied] (eval)
+    contrast: list[str] | None = None
+    layers: Any = "all"  # MoE blocks: all | a list of block indices
+    max_length: int = 1024
+    batch_size: int = 16  # max rows per length-bucketed batch (also capped by hardware.max_batch_tokens)
+    expert_outputs: bool = True  # per-class sums of each expert's output (separation); memory 2 x C x E x D per layer
+    rank_part: str = "prompt"  # tokens the safety experts are ranked on: prompt | response | all
+    top_k: int = 20  # safety experts listed (and the stability's list length)
+    ablate_top: int = 0  # mask the top-K safety experts and rerun the refusal prompts (0 = off)
+    ablate_random: int = 0  # control: mask K random experts (0 = off)
+    ablation_prompts: list[str] = field(default_factory=lambda: ["xstest_unsafe", "harmbench"])
+    ablation_limit: int | None = 100  # prompts per source (seeded sample; None = all)
+    ablation_max_new_tokens: int = 128
+    seed: int = 0
+
+
+@dataclass
 class ScansConfig:
     """Selected white-box diagnostics; a scan runs when its node is set (``scan=[xboundary,tellme]``)."""
 
@@ -127,6 +155,7 @@ class ScansConfig:
     tellme: TELLMEConfig | None = None
     spin: SPINConfig | None = None
     mi_peaks: MIPeaksConfig | None = None
+    experts: ExpertsConfig | None = None
 
 
 @dataclass

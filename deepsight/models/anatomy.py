@@ -104,6 +104,8 @@ class BlockAnatomy:
     experts_transposed: bool = False  # fused weights stored (E, in, out) (GPT-OSS) instead of (E, out, in)
     num_experts: int = 0
     num_experts_per_tok: int = 0
+    # the router's score over experts: "softmax", or "sigmoid" (DeepSeek-V3: sigmoid + correction bias, groups)
+    router_scoring: str = "softmax"
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     # Every linear layer in the block, including per-expert ones; GPT-2's Conv1D counts (see
     # is_transposed_linear). Routers that are not nn.Linear are not listed here.
@@ -335,6 +337,13 @@ def _top_k(router: nn.Module | None, mlp: nn.Module, config: object) -> int:
     return _config_int(config, _TOP_K_KEYS) or 0
 
 
+def _router_scoring(router: nn.Module, config: object) -> str:
+    """"sigmoid" for DeepSeek-V3-style routers (a score-correction bias, or config scoring_func), else "softmax"."""
+    if hasattr(router, "e_score_correction_bias") or getattr(config, "scoring_func", None) == "sigmoid":
+        return "sigmoid"
+    return "softmax"
+
+
 def _hook_execution_device(module: nn.Module) -> torch.device | None:
     hook = getattr(module, "_hf_hook", None)
     hooks = list(getattr(hook, "hooks", ())) or ([hook] if hook is not None else [])
@@ -403,6 +412,7 @@ def _inspect_block(
                 f"(a child named {'/'.join(_ROUTER_NAMES)} with weight ({anatomy.num_experts}, {hidden_size}))"
             )
         anatomy.num_experts_per_tok = _top_k(anatomy.router, mlp_module, config)
+        anatomy.router_scoring = _router_scoring(anatomy.router, config)
         shared = _named_child(mlp_module, _SHARED_EXPERT_NAMES)
         anatomy.shared_expert = shared[1] if shared is not None else None
     anatomy.linear_modules = {

@@ -107,7 +107,10 @@ def load_model(cfg) -> LoadedModel:
             kwargs["max_memory"] = {(int(k) if str(k).isdigit() else k): v for k, v in cfg.max_memory.items()}
     try:
         tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or path, **common)
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        if cfg.random_init_seed is not None:  # a test fixture: config.json only, seeded random weights
+            model = _random_model(path, cfg, dtype, attn)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as e:
         raise DeepSightError(
             f"model.path={cfg.path!r}: could not load ({e}). Hub ids need network access; "
@@ -122,6 +125,19 @@ def load_model(cfg) -> LoadedModel:
     if cfg.chat_template:
         tokenizer.chat_template = cfg.chat_template
     return LoadedModel(model=model, tokenizer=tokenizer, info=model_info(cfg, model, path, attn))
+
+
+def _random_model(path: str, cfg, dtype: torch.dtype, attn: str):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(int(cfg.random_init_seed))
+    try:
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn,
+                                                trust_remote_code=cfg.trust_remote_code)
+    finally:
+        torch.random.set_rng_state(state)
 
 
 def model_info(cfg, model, resolved_path: str, attn: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deepsight.logging.scrub import scrub_secrets
+from deepsight.report.experts import experts_markdown
 from deepsight.report.metrics import (
     all_warnings,
     as_list,
@@ -200,6 +201,7 @@ def build_content(run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
         "scan_rows": _with_direction(scan_rows(results), "scans"),
         "figures": scan_figures(run_dir, results),
         "details": detail_tables(results),
+        "experts": experts_markdown(results),  # MoE expert section (deepsight/report/experts.py)
         "breakdowns": breakdown_tables(results),
         "examples": example_tables(results),
         "problems": stage_problems(results),

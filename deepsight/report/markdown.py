@@ -81,6 +81,7 @@ def render_markdown(c: dict[str, Any]) -> str:
         for t in c["details"].get(scan, []):
             more = f", first {len(t['rows'])} of {t['total']}" if t["total"] > len(t["rows"]) else ""
             out += [f"Details `{md_cell(t['name'])}`{more}:", ""] + _table(t["columns"], t["rows"])
+    out += c.get("experts") or []
     if c["breakdowns"]:
         out += ["## Breakdowns", ""]
         for bench, t in c["breakdowns"].items():

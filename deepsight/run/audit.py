@@ -159,6 +159,7 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                 data_dir=data_dir,
                 hardware=cfg.hardware,
                 seed=cfg.seed,
+                extras={"config": cfg, "loaded": loaded},  # scans that generate (experts ablation) reuse them
             )
             for name in scans:
                 _run_one(recorder, "scans", name, cfg.on_missing_data, get_scan(name), ctx, cfg.scan[name])

@@ -1,0 +1,196 @@
+"""MoE capture sites: the model's own routing of every token and each chosen expert's output.
+
+Sites (``CaptureSpec(site, layers, reduce="none")`` on MoE blocks with fused transformers-5 experts):
+
+- ``expert_routing``: per token the experts the model chose (its own top-k, after any grouping,
+  correction bias or renormalisation, as passed to its experts module), their gate weights and the
+  router logits (for the router entropy);
+- ``expert_output``: the same plus each chosen expert's *unweighted* output for the token.
+
+How ``expert_output`` gets per-expert outputs at no extra expert compute: a pre-hook on the fused
+experts module hands it the N x K (token, expert) pairs as N*K rows routed to one expert each
+with weight 1, so the model's own expert code (any family, any experts implementation) computes
+every pair's output once; a forward hook then passes them to the sink and returns the weighted
+sum the model would have formed, accumulated per token in ascending expert order like the eager
+loop (bit-identical to it; other experts implementations equal up to rounding). For that order the
+event's top-k ids (and weights, outputs) of ``expert_output`` come sorted by expert id per token.
+
+The sink receives an :class:`ExpertEvent` with (N, K) ``top_k_index`` / ``top_k_weights``, (N, E)
+``router_logits`` (None if the router's output has no such tensor), (N, K, D) ``outputs``
+(``expert_output`` only) and ``mask`` (N,) over N = B * T flattened tokens; ``take(key)`` gives per-token
+metadata (a (B,) tensor is repeated over positions, a (B, T) one flattened). Nothing is read back
+to the host. ``Capture`` registers these hooks through :func:`moe_hooks`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepsight.errors import ConfigError
+
+MOE_SITES = ("expert_routing", "expert_output")
+_INDEX_KWARGS = ("top_k_index", "router_indices", "topk_indices", "selected_experts")
+_WEIGHT_KWARGS = ("top_k_weights", "routing_weights", "topk_weights", "router_scores")
+
+
+class ExpertEvent:
+    """One MoE layer's routing in one forward call (see module docstring)."""
+
+    def __init__(self, call: Any, spec: Any, layer: int, top_k_index: torch.Tensor, top_k_weights: torch.Tensor,
+                 router_logits: torch.Tensor | None, outputs: torch.Tensor | None):
+        self._call, self.spec, self.layer = call, spec, layer
+        self.top_k_index, self.top_k_weights = top_k_index, top_k_weights
+        self.router_logits, self.outputs = router_logits, outputs
+        self.batch, self.length = call.batch, call.length
+
+    @property
+    def device(self) -> torch.device:
+        return self.top_k_index.device
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """(N,) bool validity of the flattened tokens (None = all valid)."""
+        m = self._call.mask_on(self.device)
+        return None if m is None else m.reshape(-1).bool()
+
+    def take(self, key: str) -> torch.Tensor:
+        """Per-token metadata passed to ``Capture.forward``: (B,) repeated over positions or (B, T) flattened."""
+        if key not in self._call.meta:
+            raise KeyError(f"capture metadata {key!r} was not passed to forward(); have {sorted(self._call.meta)}")
+        item = torch.as_tensor(self._call.meta[key]).to(self.device, non_blocking=True)
+        if item.dim() == 1 and item.shape[0] == self.batch:
+            return item.repeat_interleave(self.length)
+        if item.dim() == 2 and tuple(item.shape) == (self.batch, self.length):
+            return item.reshape(-1)
+        if item.dim() == 2 and item.shape[0] == self.batch and item.shape[1] > self.length:
+            return item[:, -self.length :].reshape(-1)  # generation: the current positions
+        raise ValueError(f"capture metadata {key!r}: shape {tuple(item.shape)} is neither ({self.batch},) "
+                         f"nor ({self.batch}, {self.length})")
+
+
+def router_logits_of(output: Any, num_experts: int) -> torch.Tensor | None:
+    """The (N, E) logits in a router's output: the tensor itself or the first float tensor of a tuple whose
+    last dimension is E (Granite returns (index, weights, logits); most others (logits, weights, index))."""
+    items = output if isinstance(output, (tuple, list)) else (output,)
+    for t in items:
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.shape[-1] == num_experts:
+            return t.reshape(-1, num_experts)
+    return None
+
+
+def _routing_args(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pick(pos: int, names: tuple[str, ...]) -> Any:
+        if len(args) > pos:
+            return args[pos]
+        for n in names:
+            if n in kwargs:
+                return kwargs[n]
+        return None
+
+    hidden = pick(0, ("hidden_states",))
+    idx, w = pick(1, _INDEX_KWARGS), pick(2, _WEIGHT_KWARGS)
+    if not all(isinstance(t, torch.Tensor) for t in (hidden, idx, w)):
+        raise ConfigError("MoE capture: the experts module was not called with (hidden_states, top-k index, "
+                          "top-k weights); this model's experts are not supported")
+    return hidden, idx, w
+
+
+def _with_routing(args: tuple, kwargs: dict, hidden: torch.Tensor, idx: torch.Tensor,
+                  w: torch.Tensor) -> tuple[tuple, dict]:
+    args, kwargs = list(args), dict(kwargs)
+    for pos, value, names in ((0, hidden, ("hidden_states",)), (1, idx, _INDEX_KWARGS), (2, w, _WEIGHT_KWARGS)):
+        if len(args) > pos:
+            args[pos] = value
+        else:
+            kwargs[next(n for n in names if n in kwargs)] = value
+    return tuple(args), kwargs
+
+
+def combine_like_eager(outputs: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """sum_j w[n, j] * outputs[n, j] per token, added left to right into zeros of ``dtype``: with each token's
+    routes sorted by ascending expert id this is the eager experts loop's order and roundings.
+    outputs (N, K, D), w (N, K) -> (N, D)."""
+    acc = (outputs[:, 0] * w[:, 0, None]).to(dtype)  # 0 + v = v exactly
+    for j in range(1, outputs.shape[1]):
+        acc = acc + (outputs[:, j] * w[:, j, None]).to(dtype)
+    return acc
+
+
+class _LayerHooks:
+    def __init__(self, cap: Any, spec: Any, layer: int, num_experts: int):
+        self.cap, self.spec, self.layer, self.num_experts = cap, spec, layer, num_experts
+        self.logits: torch.Tensor | None = None
+        self.pending: tuple | None = None
+
+    def active(self) -> bool:
+        return self.cap._call is not None and self.cap._recording is None
+
+    def on_router(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self.logits = router_logits_of(output, self.num_experts) if self.active() else None
+
+    def on_experts_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        self.pending = None
+        if not self.active():
+            return None
+        hidden, idx, w = _routing_args(args, kwargs)
+        hidden2 = hidden.reshape(-1, hidden.shape[-1])  # (N, D)
+        idx2, w2 = idx.reshape(hidden2.shape[0], -1), w.reshape(hidden2.shape[0], -1)  # (N, K)
+        if self.spec.site != "expert_output":
+            self.pending = (hidden, idx2, w2)
+            return None
+        # each token's routes in ascending expert id (the eager loop's accumulation order); the statistics
+        # do not depend on the order of a token's routes
+        idx2, order = idx2.sort(dim=1, stable=True)
+        w2 = w2.gather(1, order)
+        self.pending = (hidden, idx2, w2)
+        n, k = idx2.shape
+        pairs = hidden2[:, None, :].expand(n, k, hidden2.shape[1]).reshape(n * k, -1)  # (N*K, D)
+        return _with_routing(args, kwargs, pairs, idx2.reshape(n * k, 1).to(idx.dtype),
+                             torch.ones(n * k, 1, dtype=w.dtype, device=w.device))
+
+    def on_experts(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        if self.pending is None:
+            return None
+        hidden, idx, w = self.pending
+        self.pending, logits, self.logits = None, self.logits, None
+        call = self.cap._call
+        outputs, result = None, None
+        if self.spec.site == "expert_output":
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            n, k = idx.shape
+            outputs = out.reshape(n, k, -1)  # (N, K, D) unweighted output of each chosen expert
+            combined = combine_like_eager(outputs, w, out.dtype).reshape(hidden.shape)
+            result = (combined, *output[1:]) if isinstance(output, tuple) else combined
+        if logits is not None and logits.shape[0] != idx.shape[0]:
+            logits = None
+        if call is not None and not (call.keep is not None and call.keep.numel() == 0):
+            with torch.no_grad():
+                self.cap._sinks[self.spec.name](ExpertEvent(call, self.spec, self.layer, idx.detach(), w.detach(),
+                                                            None if logits is None else logits.detach(),
+                                                            None if outputs is None else outputs.detach()))
+        return result
+
+
+def moe_hooks(cap: Any, spec: Any, layer: int) -> list[Any]:
+    """Register the router and experts hooks of an ``expert_routing`` / ``expert_output`` capture at block
+    ``layer`` of ``cap``'s model; returns the handles."""
+    block = cap.anatomy.layers[layer]
+    if block.experts is None or block.router is None:
+        raise ConfigError(f"capture site {spec.site!r}: block {layer} is not an MoE block")
+    if not block.fused_experts:
+        raise ConfigError(f"capture site {spec.site!r}: block {layer} keeps its experts as separate modules; "
+                          "only fused expert modules (transformers 5 MoE) are supported")
+    hooks = _LayerHooks(cap, spec, layer, block.num_experts)
+    return [
+        block.router.register_forward_hook(hooks.on_router),
+        block.experts.register_forward_pre_hook(hooks.on_experts_pre, with_kwargs=True),
+        block.experts.register_forward_hook(partial(_call_forward_hook, hooks)),
+    ]
+
+
+def _call_forward_hook(hooks: _LayerHooks, module: nn.Module, args: tuple, output: Any) -> Any:
+    return hooks.on_experts(module, args, output)
