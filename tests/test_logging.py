@@ -11,7 +11,7 @@ from report_helpers import make_run
 from deepsight.config.schema import LoggerConfig
 from deepsight.errors import ConfigError
 from deepsight.logging import LocalLogger, build_logger
-from deepsight.logging.scrub import REDACTED, is_secret_key, scrub_secrets
+from deepsight.util.scrub import REDACTED, is_secret_key, scrub_secrets
 
 # ---------------------------------------------------------------- scrubbing
 

@@ -6,7 +6,7 @@ online only if WANDB_API_KEY is set or a netrc login for the W&B host exists,
 otherwise offline (files under ``<run_dir>/wandb`` or $WANDB_DIR; upload later with
 ``wandb sync <dir>``); WANDB_MODE, when set, decides in auto mode. An online start
 that fails falls back to offline. The config is scrubbed of secrets
-(deepsight.logging.scrub) and no environment value is ever copied into it.
+(deepsight.util.scrub) and no environment value is ever copied into it.
 
 Logged: ``config`` (+ model info, versions, hardware), one step of metrics
 (``eval/<bench>/<metric>``, intervals, unknown rates, ``scan/<scan>/<metric>``,
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from deepsight.logging.scrub import scrub_secrets
+from deepsight.util.scrub import scrub_secrets
 
 log = logging.getLogger("deepsight")
 
@@ -185,7 +185,7 @@ class WandbLogger:
 
     def _log_results(self, results: dict[str, Any], run_dir: Path) -> None:
         from deepsight.report.metrics import as_list, flat_metrics, ok_sections, stage_problems
-        from deepsight.run.outputs import to_jsonable
+        from deepsight.util.jsonable import to_jsonable
 
         wandb = self.wandb
         results = to_jsonable(results)

@@ -18,7 +18,8 @@ from deepsight.report.content import build_content
 from deepsight.report.html import render_html
 from deepsight.report.markdown import render_markdown
 from deepsight.report.summary import print_summary
-from deepsight.run.outputs import atomic_write_text, to_jsonable
+from deepsight.util.atomic import atomic_write_text
+from deepsight.util.jsonable import to_jsonable
 
 
 def write_report(run_dir: str | Path, results: dict[str, Any]) -> None:

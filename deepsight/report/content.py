@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deepsight.logging.scrub import scrub_secrets
+from deepsight.util.scrub import scrub_secrets
 from deepsight.report.metrics import (
     all_warnings,
     as_list,

@@ -8,7 +8,7 @@ password). Keys ending in ``_env`` hold the NAME of an environment variable
 (``api_key_env: OPENAI_API_KEY``) and are kept when the value is such a name:
 environment values are never read into a config.
 
-    from deepsight.logging.scrub import scrub_secrets
+    from deepsight.util.scrub import scrub_secrets
     safe = scrub_secrets(config_dict)
 """
 
