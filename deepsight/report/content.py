@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deepsight.util.scrub import scrub_secrets
 from deepsight.report.metrics import (
     all_warnings,
     as_list,
@@ -26,6 +25,7 @@ from deepsight.report.metrics import (
     stage_problems,
     summary_scan_rows,
 )
+from deepsight.util.scrub import scrub_secrets
 
 MAX_EXAMPLES = 10  # worst examples shown per benchmark
 MAX_CELL = 400  # characters of one example field
