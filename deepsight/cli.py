@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 
 from deepsight.config import register_configs
 from deepsight.errors import DeepSightError
+from deepsight.util.scrub import install_log_scrubber, scrub_yaml_file
 
 log = logging.getLogger("deepsight")
 
@@ -26,6 +28,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     from deepsight.run.audit import run_audit
 
     run_dir = HydraConfig.get().runtime.output_dir
+    _scrub_hydra_files()
     try:
         results = run_audit(cfg, run_dir)
     except DeepSightError as e:
@@ -36,7 +39,21 @@ def _hydra_main(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
+def _scrub_hydra_files() -> None:
+    """Hydra wrote .hydra/{config,hydra,overrides}.yaml (and a sweep's multirun.yaml) with the raw overrides."""
+    hc = HydraConfig.get()
+    files = []
+    if hc.output_subdir is not None:
+        files += sorted((Path(hc.runtime.output_dir) / str(hc.output_subdir)).glob("*.yaml"))
+    if hc.mode == RunMode.MULTIRUN:
+        files.append(Path(str(hc.sweep.dir)) / "multirun.yaml")
+    for f in files:
+        if f.is_file():
+            scrub_yaml_file(f)
+
+
 def main() -> None:
+    install_log_scrubber()  # before Hydra logs the overrides of a multirun
     register_configs()
     _hydra_main()
 

@@ -18,15 +18,17 @@ and ``stages`` (skipped and failed stages with reasons).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import netrc
 import os
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from deepsight.util.scrub import scrub_secrets
+from deepsight.util.scrub import scrub_results, scrub_secrets, scrub_text
 
 log = logging.getLogger("deepsight")
 
@@ -72,10 +74,21 @@ def _sweep_group() -> tuple[str | None, str | None]:
         return None, None
 
 
+@contextlib.contextmanager
+def _scrubbed_argv():
+    """W&B records the command line (sys.argv) in the run's metadata: show it the scrubbed one."""
+    saved = sys.argv[:]
+    sys.argv[:] = [scrub_text(a) for a in saved]
+    try:
+        yield
+    finally:
+        sys.argv[:] = saved
+
+
 def _cell(value: Any) -> str | float | int | bool | None:
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    s = value if isinstance(value, str) else json.dumps(value, default=str)
+    s = scrub_text(value if isinstance(value, str) else json.dumps(value, default=str))
     return s if len(s) <= MAX_CELL else s[: MAX_CELL - 1] + "…"
 
 
@@ -158,10 +171,10 @@ class WandbLogger:
         kwargs = dict(
             project=cfg.project,
             entity=cfg.entity,
-            group=cfg.group or sweep_group,
-            name=f"{job_num}_{model}" if job_num is not None else model,
-            job_type=str(config.get("audit_name") or "audit"),
-            tags=list(cfg.tags or []),
+            group=scrub_text(cfg.group or sweep_group or "") or None,
+            name=scrub_text(f"{job_num}_{model}" if job_num is not None else str(model)),
+            job_type=scrub_text(str(config.get("audit_name") or "audit")),
+            tags=[scrub_text(str(t)) for t in (cfg.tags or [])],
             config=scrub_secrets(config),
             settings=wandb.Settings(silent=True, console="off"),
             reinit="finish_previous",
@@ -169,13 +182,15 @@ class WandbLogger:
         if not os.environ.get("WANDB_DIR"):
             kwargs["dir"] = str(self.run_dir)
         try:
-            self.run = wandb.init(mode=self.mode, **kwargs)
+            with _scrubbed_argv():
+                self.run = wandb.init(mode=self.mode, **kwargs)
         except Exception as e:  # network or auth trouble: keep the run, log offline
             if self.mode != "online":
                 raise
             log.warning("W&B online start failed (%s); logging offline, sync later with `wandb sync`", e)
             self.mode = "offline"
-            self.run = wandb.init(mode="offline", **kwargs)
+            with _scrubbed_argv():
+                self.run = wandb.init(mode="offline", **kwargs)
 
     def log_results(self, results: dict[str, Any], run_dir: str | Path) -> None:
         try:
@@ -188,7 +203,7 @@ class WandbLogger:
         from deepsight.util.jsonable import to_jsonable
 
         wandb = self.wandb
-        results = to_jsonable(results)
+        results = scrub_results(to_jsonable(results))
         self.run.config.update(scrub_secrets({"model_info": results.get("model") or {},
                                               "versions": results.get("versions") or {},
                                               "hardware": results.get("hardware") or {}}), allow_val_change=True)

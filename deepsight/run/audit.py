@@ -22,6 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepsight.errors import ConfigError, MissingDataError
 from deepsight.run.outputs import RunRecorder
+from deepsight.util.atomic import atomic_write_text
+from deepsight.util.scrub import install_log_scrubber, scrub_secrets, scrub_text
 
 log = logging.getLogger("deepsight")
 
@@ -67,7 +69,7 @@ def _run_one(recorder: RunRecorder, section: str, name: str, on_missing_data: st
             log.error("%s %s failed: %s", label, name, e)
             err_file = recorder.run_dir / "errors" / f"{label}_{name}.txt"
             err_file.parent.mkdir(parents=True, exist_ok=True)
-            err_file.write_text(traceback.format_exc())
+            err_file.write_text(scrub_text(traceback.format_exc()), encoding="utf-8")
             result = {
                 "status": "failed",
                 "reason": f"{type(e).__name__}: {e}",
@@ -82,10 +84,11 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     from deepsight.models.loading import load_model
     from deepsight.report import print_summary, write_report
 
+    install_log_scrubber()  # idempotent; the CLI installs it before Hydra logs anything
     run_dir = Path(run_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
     recorder = RunRecorder(run_dir, config)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(scrub_secrets(config))))
     logger = build_logger(cfg.logger, config, run_dir)
     data_dir = resolve_data_dir(cfg)
     scans, evals = selected_scans(cfg), selected_evals(cfg)

@@ -16,6 +16,7 @@ from typing import Any
 
 from deepsight.util.atomic import atomic_write_text
 from deepsight.util.jsonable import to_jsonable
+from deepsight.util.scrub import scrub_results
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -85,7 +86,8 @@ class RunRecorder:
         return self.run_dir / "results.json"
 
     def flush(self) -> None:
-        atomic_write_text(self.path, json.dumps(to_jsonable(self.results), indent=2, allow_nan=False) + "\n")
+        clean = scrub_results(to_jsonable(self.results))  # the one scrubber: nothing secret reaches the file
+        atomic_write_text(self.path, json.dumps(clean, indent=2, allow_nan=False) + "\n")
 
     def set_model(self, info: dict[str, Any]) -> None:
         self.results["model"] = info
