@@ -48,7 +48,11 @@ _AUTH_SCHEME = re.compile(r"\b(Bearer|Basic|Token)(\s+)[A-Za-z0-9._~+/=\-]{4,}",
 # scheme://userinfo@ : keep a user name, drop its password; a bare userinfo (often a token) goes whole.
 _URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.\-]*://)([^/@\s:?#'\"]*)(?::([^/@\s?#'\"]*))?@", re.IGNORECASE)
 # name=value or name: value with a secret-like name (query parameters, log lines, Hydra overrides).
-_NAMED_VALUE = re.compile(r"([A-Za-z0-9_.\-]*[A-Za-z0-9])(['\"]?\s*(?:=|:(?!//))\s*)(['\"]?)([^\s&;,'\"{}\[\]()?#]+)")
+_NAMED_VALUE = re.compile(
+    r"([A-Za-z0-9_.\-]*(?:key|token|secret|passw|pwd|credential|auth|bearer|cookie|netrc|private|sig)[A-Za-z0-9_.\-]*)"
+    r"(['\"]?\s*(?:=|:(?!//))\s*)(['\"]?)([^\s&;,'\"{}\[\]()?#]+)",
+    re.IGNORECASE,
+)  # a name with a secret-like part: only such names may consume a value, so "Error: token=x" is caught
 
 
 def _key_parts(key: str) -> list[str]:
