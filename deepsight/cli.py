@@ -21,6 +21,7 @@ from deepsight.errors import DeepSightError
 from deepsight.util.scrub import install_log_scrubber, scrub_yaml_file
 
 log = logging.getLogger("deepsight")
+_unfinished: list[int] = []  # exit codes of the jobs of a multirun that did not complete
 
 
 @hydra.main(version_base=None, config_path="pkg://deepsight.conf", config_name="config")
@@ -30,13 +31,19 @@ def _hydra_main(cfg: DictConfig) -> None:
     run_dir = HydraConfig.get().runtime.output_dir
     _scrub_hydra_files()
     try:
-        results = run_audit(cfg, run_dir)
+        results = run_audit(cfg, run_dir, overrides=list(HydraConfig.get().overrides.task))
     except DeepSightError as e:
         log.error("%s", e)
-        sys.exit(2)
-    # In a multirun one failed model must not stop the sweep; its results.json says what failed.
-    if results["status"] != "completed" and HydraConfig.get().mode != RunMode.MULTIRUN:
-        sys.exit(1)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            sys.exit(2)
+        _unfinished.append(2)
+        return
+    if results["status"] != "completed":
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            sys.exit(1)
+        # In a multirun one failed model must not stop the sweep; its results.json says what failed,
+        # and the sweep's exit code says that something did.
+        _unfinished.append(1)
 
 
 def _scrub_hydra_files() -> None:
@@ -56,6 +63,8 @@ def main() -> None:
     install_log_scrubber()  # before Hydra logs the overrides of a multirun
     register_configs()
     _hydra_main()
+    if _unfinished:
+        sys.exit(max(_unfinished))
 
 
 if __name__ == "__main__":
