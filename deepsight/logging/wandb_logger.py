@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from deepsight.util.paths import inside
 from deepsight.util.scrub import scrub_results, scrub_secrets, scrub_text
 
 log = logging.getLogger("deepsight")
@@ -214,16 +215,16 @@ class WandbLogger:
         self.run.summary.update({**data, "status": results.get("status", "unknown")})
         for scan, res in ok_sections(results, "scans").items():
             for rel in as_list(res.get("figures")):
-                file = run_dir / rel
-                if file.is_file():
+                file = inside(run_dir, rel)
+                if file is not None and file.is_file():
                     data[f"figures/{scan}/{file.stem}"] = wandb.Image(str(file), caption=file.stem)
         for bench, res in ok_sections(results, "evals").items():
             examples = [e for e in res.get("examples") or [] if isinstance(e, dict)]
             if examples:
                 data[f"examples/{bench}"] = _table(wandb, examples)
-            gen = res.get("generations_file")
-            if gen and (run_dir / gen).is_file():
-                rows = generation_rows(_read_jsonl(run_dir / gen))
+            gen = inside(run_dir, res["generations_file"]) if res.get("generations_file") else None
+            if gen is not None and gen.is_file():
+                rows = generation_rows(_read_jsonl(gen))
                 if rows:
                     data[f"generations/{bench}"] = _table(wandb, rows)
         problems = stage_problems(results)
