@@ -109,3 +109,42 @@ def test_cli_multirun_exit_code_says_a_job_failed(tmp_path):
                 "hydra.sweep.dir=sweep"], tmp_path)
     assert out.returncode == 1, out.stderr[-2000:]
     assert len(list(Path(tmp_path / "sweep").glob("*/results.json"))) == 2  # the sweep went on
+
+
+def _compose(overrides):
+    from hydra import compose, initialize_config_module
+
+    from deepsight.config import register_configs
+
+    register_configs()
+    with initialize_config_module(config_module="deepsight.conf", version_base=None):
+        return compose("config", overrides=overrides)
+
+
+@pytest.mark.parametrize("failure", ["forbidden", "type_error"])
+def test_audit_with_a_broken_generator_fails_the_stage_with_a_traceback(tmp_path, monkeypatch, failure):
+    """The issue's probe end to end: every request 403, or a TypeError in the generator -> failed, exit 1."""
+    data = Path(os.environ.get("DEEPSIGHT_DATA_DIR", "/nonexistent")) / "xstest" / "xstest_prompts.csv"
+    if not data.is_file():
+        pytest.skip("XSTest data not available (set DEEPSIGHT_DATA_DIR)")
+    import deepsight.generation.factory as factory
+    from deepsight.run.audit import run_audit
+
+    class Raising(ScriptedGenerator):
+        def generate(self, requests, params):
+            return [Generation(r.id, None + 1) for r in requests]
+
+    gen = Forbidden() if failure == "forbidden" else Raising()
+    monkeypatch.setattr(factory, "build_generator", lambda *a, **k: gen)
+    cfg = _compose(["audit=none", "eval=[xstest]", "eval.xstest.limit=20", "generation=openai",
+                    "generation.base_url=http://127.0.0.1:9/v1", "generation.batch_size=4",
+                    f"data_dir={data.parent.parent}"])
+    results = run_audit(cfg, tmp_path)
+    res = results["evals"]["xstest"]
+    assert results["status"] == "completed_with_errors" and res["status"] == "failed", res
+    assert ("HTTP 403" in res["reason"]) if failure == "forbidden" else res["reason"].startswith("TypeError")
+    trace = (tmp_path / res["traceback_file"]).read_text()
+    assert "Traceback" in trace and ("GenerationFailedError" in trace or "TypeError" in trace)
+    assert len(gen.requests) <= FAIL_FAST_AFTER
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["status"] == "completed_with_errors" and any("xstest failed" in w for w in on_disk["warnings"])
