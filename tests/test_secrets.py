@@ -47,7 +47,8 @@ def test_probe_strings(text, secret, kept):
 
 @pytest.mark.parametrize("text", ["max_new_tokens=256 tokenizer=gpt2", "task-manager sk-learn", "hf_transfer_enabled",
                                   "api_key_env=OPENAI_API_KEY", "model.name=../../x", "https://host:8000/v1",
-                                  "commit 0123456789abcdef0123456789abcdef01234567", "key points: none", ""])
+                                  "commit 0123456789abcdef0123456789abcdef01234567", "key points: none",
+                                  "Key: the answer is 4", "max_tokens: 256", ""])
 def test_harmless_text_is_kept(text):
     assert scrub_text(text) == text
 

@@ -31,6 +31,7 @@ REDACTED = "***"
 _SECRET_PARTS = {"key", "apikey", "token", "secret", "password", "passwd", "pwd", "credential", "credentials",
                  "auth", "authorization", "bearer", "cookie", "netrc", "private", "passphrase", "signature", "sig"}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PROSE_WORDS = {"key", "auth", "private", "sig", "signature", "cookie", "bearer"}  # "Key: ..." in text is prose
 
 # Key shapes, matched anywhere (not inside a longer word). Lengths are the documented minimums or a little less.
 _KEY_SHAPES = re.compile(
@@ -77,6 +78,8 @@ def _named(m: re.Match) -> str:
         return m.group(0)
     if name.lower().endswith("_env") and _ENV_NAME.match(value):
         return m.group(0)  # the name of an environment variable
+    if ":" in sep and sep[0] not in "'\"" and name.isalpha() and set(_key_parts(name)) <= _PROSE_WORDS:
+        return m.group(0)  # prose ("Key: the answer is..."), not a credential field
     return f"{name}{sep}{quote}{REDACTED}"
 
 
