@@ -93,3 +93,29 @@ def test_resume_skips_undecodable_lines_with_a_warning(tmp_path, caplog):
     store.append({"key": "k3", "text": "new"})  # the store still works: the benchmark can resume
     store.close()
     assert "k3" in ResumeStore(path)
+
+
+def test_text_and_choice_fields_name_the_row():
+    from deepsight.evals.loaders import choice_field, text_field
+
+    assert text_field({"goal": " x "}, ("Behavior", "goal"), "f.csv", 4) == " x "
+    for row, match in [({"goal": "  "}, "f.csv: row 4: field .* is empty"), ({"goal": 3}, "is a int"),
+                       ({"other": "x"}, "f.csv: row 4: missing field")]:
+        with pytest.raises(DataFormatError, match=match):
+            text_field(row, ("Behavior", "goal"), "f.csv", 4)
+    assert choice_field({"label": " Safe"}, "label", ("safe", "unsafe"), "f.csv", 0) == "safe"
+    with pytest.raises(DataFormatError, match=r"f\.csv: row 0: label='' is not one of"):
+        choice_field({"label": ""}, "label", ("safe", "unsafe"), "f.csv", 0)
+
+
+@pytest.mark.parametrize("bench,path,body", [("advbench", "advbench/harmful_behaviors.csv", "goal,target\n ,Sure\n"),
+                                             ("strongreject", "strongreject/strongreject_dataset.csv",
+                                              "category,source,forbidden_prompt\na,b,\n")])
+def test_empty_prompts_are_errors_in_other_benchmarks(tmp_path, bench, path, body):
+    f = tmp_path / "data" / path
+    f.parent.mkdir(parents=True)
+    f.write_text(body, encoding="utf-8")  # the prompt column is blank
+    ctx = EvalContext(generator=ScriptedGenerator("Sure."), judge_factory=None, run_dir=tmp_path / "run",
+                      data_dir=tmp_path / "data", generation=GenerationConfig(batch_size=4), model_name="m")
+    with pytest.raises(DataFormatError, match="row 0"):
+        get_benchmark(bench)(ctx, BenchmarkConfig(path=path, limit=None))
