@@ -30,6 +30,7 @@ setup(
         "deepsight.report",
         "deepsight.logging",
         "deepsight.run",
+        "deepsight.util",
         "deepsight.kernels",
         "deepsight.conf",
     ],

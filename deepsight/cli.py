@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -18,8 +19,10 @@ from omegaconf import DictConfig
 
 from deepsight.config import register_configs
 from deepsight.errors import DeepSightError
+from deepsight.util.scrub import install_log_scrubber, scrub_yaml_file
 
 log = logging.getLogger("deepsight")
+_unfinished: list[int] = []  # exit codes of the jobs of a multirun that did not complete
 
 
 @hydra.main(version_base=None, config_path="pkg://deepsight.conf", config_name="config")
@@ -27,14 +30,34 @@ def _hydra_main(cfg: DictConfig) -> None:
     from deepsight.run.audit import run_audit
 
     run_dir = HydraConfig.get().runtime.output_dir
+    _scrub_hydra_files()
     try:
-        results = run_audit(cfg, run_dir)
+        results = run_audit(cfg, run_dir, overrides=list(HydraConfig.get().overrides.task))
     except DeepSightError as e:
         log.error("%s", e)
-        sys.exit(2)
-    # In a multirun one failed model must not stop the sweep; its results.json says what failed.
-    if results["status"] != "completed" and HydraConfig.get().mode != RunMode.MULTIRUN:
-        sys.exit(1)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            sys.exit(2)
+        _unfinished.append(2)
+        return
+    if results["status"] != "completed":
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            sys.exit(1)
+        # In a multirun one failed model must not stop the sweep; its results.json says what failed,
+        # and the sweep's exit code says that something did.
+        _unfinished.append(1)
+
+
+def _scrub_hydra_files() -> None:
+    """Hydra wrote .hydra/{config,hydra,overrides}.yaml (and a sweep's multirun.yaml) with the raw overrides."""
+    hc = HydraConfig.get()
+    files = []
+    if hc.output_subdir is not None:
+        files += sorted((Path(hc.runtime.output_dir) / str(hc.output_subdir)).glob("*.yaml"))
+    if hc.mode == RunMode.MULTIRUN:
+        files.append(Path(str(hc.sweep.dir)) / "multirun.yaml")
+    for f in files:
+        if f.is_file():
+            scrub_yaml_file(f)
 
 
 def main() -> None:
@@ -42,8 +65,11 @@ def main() -> None:
         from deepsight.data.cli import main as data_main
 
         sys.exit(data_main(sys.argv[2:]))
+    install_log_scrubber()  # before Hydra logs the overrides of a multirun
     register_configs()
     _hydra_main()
+    if _unfinished:
+        sys.exit(max(_unfinished))
 
 
 if __name__ == "__main__":

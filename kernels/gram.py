@@ -4,8 +4,13 @@ Only the upper-triangular tiles (i <= j) are computed: each program owns one til
 pair, accumulates sum_r x_ri x_rj in fp32 with ``tl.dot`` (tensor cores on GPU for
 bf16/fp16 inputs; fp32 inputs use IEEE fp32 products unless ``allow_tf32``), then adds
 the tile to G[i, j] and its transpose to G[j, i]. So the kernel does half the flops of
-a full product while the accumulator stays fully symmetric after every call (no
-separate symmetrisation pass, no reader-side convention).
+a full product. The result is exactly (bitwise) symmetric by construction: a diagonal
+tile is symmetrised in registers as (A + A^T) / 2 before it is added (``tl.dot`` sums
+entry (i, j) and entry (j, i) in whatever order the hardware or BLAS picks, so A alone
+can differ from A^T in the last bits), an off-diagonal tile adds the very same values to
+G[i, j] and G[j, i], and when row ranges are split across programs (whose atomics land in
+any order) the launcher copies the upper triangle onto the lower one afterwards. The
+accumulator is assumed symmetric on entry, as every Gram is.
 
 Per-class Grams (``labels`` given, K classes) sort the row indices by label once and
 run one program row per class over that class's row segment; rows with a negative
@@ -77,6 +82,8 @@ def _gram_kernel(
         base = out_ptr + pid_seg.to(tl.int64) * stride_out_k
         rows_i = offs_i.to(tl.int64)[:, None] * D
         rows_j = offs_j.to(tl.int64)[:, None] * D
+        if ti == tj:  # entries (i, j) and (j, i) may have been summed in different orders
+            acc = (acc + tl.trans(acc)) * 0.5
         tile = acc.to(out_ptr.dtype.element_ty)
         tl.atomic_add(base + rows_i + offs_j[None, :], tile, mask=i_ok[:, None] & j_ok[None, :])
         if ti != tj:  # mirror tile: G[J, I] += acc^T
@@ -110,6 +117,12 @@ def _check(x, gram, labels, class_grams) -> None:
 CUDA_LAUNCH = {"block_m_small": 64, "block_m_large": 64, "block_k": 64, "num_stages": 3, "programs_per_sm": 4}
 
 
+def _mirror_upper_(out: torch.Tensor) -> None:
+    """Copy the upper triangle of ``out`` ((D, D) or (K, D, D)) onto its lower one, in place and exactly."""
+    upper = torch.triu(out)
+    out.copy_(upper + torch.triu(out, 1).mT)  # x + 0 == x: no rounding anywhere
+
+
 def _launch(x, rows, seg, out, n_segments: int, max_rows: int, allow_tf32: bool) -> None:
     """One launch over ``n_segments`` row segments of at most ``max_rows`` rows (an upper bound, no sync)."""
     N, D = x.shape
@@ -136,6 +149,8 @@ def _launch(x, rows, seg, out, n_segments: int, max_rows: int, allow_tf32: bool)
         BLOCK_M=BLOCK_M, BLOCK_K=BLOCK_K,
         num_warps=4 if BLOCK_M <= 64 else 8, num_stages=3 if interp else CUDA_LAUNCH["num_stages"],
     )  # fmt: skip
+    if n_split > 1:  # split-K atomics land in any order: G[i, j] and G[j, i] may round apart
+        _mirror_upper_(out)
 
 
 def gram_update_triton(x, gram, labels=None, class_grams=None, allow_tf32: bool = False) -> None:
@@ -163,12 +178,18 @@ def gram_update_triton(x, gram, labels=None, class_grams=None, allow_tf32: bool 
 
 
 def gram_update_ref(x, gram, labels=None, class_grams=None) -> None:
-    """Plain-torch path and reference: the full product in the accumulator's dtype."""
+    """Plain-torch path and reference: the full product in the accumulator's dtype, symmetrised exactly."""
     _check(x, gram, labels, class_grams)
     xf = x.to(gram.dtype)  # (N, D)
-    gram += xf.T @ xf
+    gram += _symmetric_product(xf)
     if labels is not None:
         xc = x.to(class_grams.dtype)
         for k in torch.unique(labels[labels >= 0]).tolist():
             xk = xc[labels == k]  # (N_k, D)
-            class_grams[k] += xk.T @ xk
+            class_grams[k] += _symmetric_product(xk)
+
+
+def _symmetric_product(x: torch.Tensor) -> torch.Tensor:
+    """x^T x made bitwise symmetric: a BLAS gemm need not sum entries (i, j) and (j, i) alike."""
+    p = x.T @ x
+    return (p + p.T) * 0.5

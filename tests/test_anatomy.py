@@ -620,7 +620,9 @@ def test_block_devices_under_dispatch_with_disk_offload(built):
         with torch.no_grad():
             hidden_states = model(ids, output_hidden_states=True).hidden_states
         handle.remove()
-    assert torch.equal(seen[1], hidden_states[2]) and torch.equal(hidden_states[2], reference[2])
+    assert torch.equal(seen[1], hidden_states[2])  # the hook saw the very tensor the model reports
+    # a reload may align weights differently, and some BLAS builds then round differently
+    torch.testing.assert_close(hidden_states[2], reference[2], rtol=1e-5, atol=1e-6)
 
 
 def test_block_devices_when_loaded_with_a_device_map(tmp_path):
@@ -640,7 +642,7 @@ def test_block_devices_when_loaded_with_a_device_map(tmp_path):
     anatomy = inspect_model(loaded)
     assert anatomy.block_devices == [torch.device("cpu")] * LAYERS
     with torch.no_grad():
-        assert torch.equal(loaded(ids).logits, reference)
+        torch.testing.assert_close(loaded(ids).logits, reference, rtol=1e-5, atol=1e-6)  # BLAS may round apart
 
 
 def test_block_devices_follow_weights(built):

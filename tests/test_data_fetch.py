@@ -59,6 +59,14 @@ def test_every_source_is_pinned_and_matches_the_shared_copy(data_dir):
             assert p.stat().st_size == s.size and hashlib.sha256(p.read_bytes()).hexdigest() == s.sha256, key
 
 
+# Benchmarks whose upstream files have no pinned copy with a known checksum in this registry yet
+# (their data is not among the shared files of MANIFEST.md): they run from data_dir (or hf_dataset)
+# and are skipped with a reason otherwise. A new benchmark must either register its source or be
+# listed here on purpose.
+NO_PINNED_SOURCE = {"behonest", "deception_bench", "mask", "reason_under_pressure", "salad_bench_mcq",
+                    "uncontrolled_aird", "uncontrolled_aird_self_judge"}
+
+
 def test_every_default_data_path_has_a_source():
     from deepsight.config.schema import MIPeaksConfig, SPINConfig, TELLMEConfig, XBoundaryConfig
 
@@ -69,7 +77,7 @@ def test_every_default_data_path_has_a_source():
         assert k in SOURCES, k
     for conf in sorted((Path(__file__).parent.parent / "conf" / "eval").glob("*.yaml")):
         m = re.search(r"^path: ([^\s#]+)", conf.read_text(), re.M)
-        if m and m.group(1) != "null":
+        if m and m.group(1) != "null" and conf.stem not in NO_PINNED_SOURCE:
             assert fetch_mod.sources_under(m.group(1)), f"{conf.name}: {m.group(1)} has no registered source"
 
 

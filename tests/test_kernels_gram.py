@@ -39,8 +39,10 @@ def test_triton_matches_float64(device, dtype, seed):  # noqa: F811
     x, labels, K = make_case(seed, dtype, device)
     D = x.shape[1]
     gen = torch.Generator().manual_seed(seed + 50)
-    gram = poison_like((D, D), torch.float32, device, gen)  # not symmetric: the op must add, not overwrite
+    gram = poison_like((D, D), torch.float32, device, gen)  # large values: the op must add, not overwrite
+    gram = gram + gram.T  # a Gram accumulator is symmetric on entry (the split-K path mirrors its upper half)
     classes = poison_like((K, D, D), torch.float32, device, gen)
+    classes = classes + classes.mT
     gram0, classes0 = gram.clone(), classes.clone()
     gram_update_triton(x, gram, labels, classes)
     exp_gram, exp_classes = direct_gram(x, labels.cpu(), K)
@@ -58,6 +60,24 @@ def test_result_is_exactly_symmetric(device):  # noqa: F811
     assert torch.equal(gram, gram.T), "mirrored tiles must equal the computed ones"
     exp, _ = direct_gram(torch.cat([x, x[:5]]), None, 1)
     assert_close64(gram, exp, rel=1e-5, what="gram")
+
+
+@pytest.mark.parametrize("n_rows", [1, 16, 41])
+def test_both_paths_are_exactly_symmetric_per_class(device, n_rows):  # noqa: F811
+    """Bitwise symmetry holds by construction for the total and per-class Grams on both paths, any BLAS."""
+    gen = torch.Generator().manual_seed(40 + n_rows)
+    D = odd_size(gen, 17, 40)
+    x = randn(gen, n_rows, D, dtype=torch.float32, device=device) * 1e3  # large values: rounding differs more
+    labels = torch.randint(-1, 2, (n_rows,), generator=gen).to(device)
+    for update in (gram_update_triton, gram_update_ref):
+        gram = torch.zeros(D, D, device=device)
+        classes = torch.zeros(2, D, D, device=device)
+        update(x, gram, labels, classes)
+        assert torch.equal(gram, gram.T), update.__name__
+        assert torch.equal(classes, classes.mT), update.__name__
+        exp_gram, exp_classes = direct_gram(x, labels.cpu(), 2)
+        assert_close64(gram, exp_gram, rel=1e-5, what="gram")
+        assert_close64(classes, exp_classes, rel=1e-5, what="class grams")
 
 
 def test_fp64_accumulator_and_single_row(device):  # noqa: F811

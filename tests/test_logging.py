@@ -11,7 +11,7 @@ from report_helpers import make_run
 from deepsight.config.schema import LoggerConfig
 from deepsight.errors import ConfigError
 from deepsight.logging import LocalLogger, build_logger
-from deepsight.logging.scrub import REDACTED, is_secret_key, scrub_secrets
+from deepsight.util.scrub import REDACTED, is_secret_key, scrub_secrets
 
 # ---------------------------------------------------------------- scrubbing
 
@@ -40,7 +40,7 @@ def test_scrub_nested_values_and_urls():
     assert out["generation"]["base_url"] == f"https://user:{REDACTED}@host:8000/v1"
     assert out["judge"]["api_key"] == REDACTED and out["judge"]["hf_token"] is None
     assert out["judge"]["list"] == [{"password": REDACTED}, REDACTED]
-    assert out["note"] == REDACTED
+    assert out["note"] == f"Bearer {REDACTED}"
     assert out["revision"] == cfg["revision"]  # a commit hash is not a secret
     assert out["api_key_env_bad"] == REDACTED
     assert cfg["judge"]["api_key"] == "sk-abcdef123456789"  # input untouched

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepsight.run import progress
+from deepsight.util import progress
 
 
 @pytest.mark.parametrize("interactive", [False, True])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from deepsight.run.progress import track
+from deepsight.util.progress import track
 
 
 @dataclass

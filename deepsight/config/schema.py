@@ -227,5 +227,8 @@ class DeepSightConfig:
     # Where benchmark and diagnostic data live (relative paths resolve from the launch directory).
     data_dir: str | None = None
     on_missing_data: str = "skip"  # skip (record why) | error
+    # A benchmark whose unknown rate (judge or generation failures) exceeds this makes the run
+    # completed_with_errors (exit code 1); 1.0 never fails on unknowns.
+    fail_unknown_rate: float = 0.5
     seed: int = 0
     audit_name: str = "custom"  # set by the audit presets

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deepsight.data.jsonl import parse_jsonl
+from deepsight.data.jsonl import parse_jsonl, read_text
 from deepsight.errors import DataFormatError
 
 
@@ -28,8 +28,8 @@ def read_json_records(path: Path) -> list[Any]:
     """Records of a ``.json`` list, a ``{"data": [...]}`` object, or a ``.jsonl`` file."""
     try:
         if path.suffix == ".jsonl":
-            return parse_jsonl(path, path.read_text(encoding="utf-8"))
-        data = json.loads(path.read_text(encoding="utf-8"))
+            return parse_jsonl(path, read_text(path))  # check_messages names a bad record
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataFormatError(f"{path}: not valid JSON: {e}") from e
     except UnicodeDecodeError as e:

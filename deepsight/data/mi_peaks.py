@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepsight.data.jsonl import read_text
 from deepsight.errors import DataFormatError
 
 PROBLEM_KEYS = ("problem", "question")
@@ -40,21 +41,20 @@ def load_mi_peaks_items(path: str | Path, n: int | None = None) -> list[MIPeaksI
     """The first ``n`` (all when None) problems of a JSONL file."""
     path = Path(path)
     items: list[MIPeaksItem] = []
-    with path.open(encoding="utf-8") as f:
-        row = 0
-        for line in f:
-            if not line.strip():
-                continue
-            if n is not None and len(items) >= n:
-                break
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"{path}: row {row} is not valid JSON ({e})") from None
-            if not isinstance(rec, dict):
-                raise DataFormatError(f"{path}: row {row} is not a JSON object")
-            items.append(MIPeaksItem(_pick(rec, PROBLEM_KEYS, path, row), _pick(rec, SOLUTION_KEYS, path, row), row))
-            row += 1
+    row = 0
+    for lineno, line in enumerate(read_text(path).split("\n"), 1):  # "\n" only: U+2028 is valid inside JSON
+        if not line.strip():
+            continue
+        if n is not None and len(items) >= n:
+            break
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{path}: row {row} (line {lineno}) is not valid JSON ({e})") from None
+        if not isinstance(rec, dict):
+            raise DataFormatError(f"{path}: row {row} (line {lineno}) is not a JSON object")
+        items.append(MIPeaksItem(_pick(rec, PROBLEM_KEYS, path, row), _pick(rec, SOLUTION_KEYS, path, row), row))
+        row += 1
     if not items:
         raise DataFormatError(f"{path}: no rows")
     return items

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepsight.data.jsonl import read_text
 from deepsight.errors import DataFormatError
 
 
@@ -39,6 +40,7 @@ def hf_shuffle_indices(n_rows: int, seed: int, n: int) -> list[int]:
 def read_prompt_response_csv(path: str | Path) -> list[SpinRow]:
     """All rows of a CSV with ``prompt`` and ``response`` columns (empty values are errors)."""
     path = Path(path)
+    read_text(path)  # a file that is not UTF-8 is an error naming the line, before any row is read
     with path.open(encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         cols = reader.fieldnames or []
@@ -46,11 +48,15 @@ def read_prompt_response_csv(path: str | Path) -> list[SpinRow]:
         if missing:
             raise DataFormatError(f"{path}: missing column(s) {missing}; found {cols}")
         rows = []
-        for i, rec in enumerate(reader):
-            prompt, response = rec.get("prompt"), rec.get("response")
-            if not prompt or not response:
-                raise DataFormatError(f"{path}: data row {i} (line {reader.line_num}) has an empty prompt or response")
-            rows.append(SpinRow(prompt=prompt, response=response, row=i))
+        try:
+            for i, rec in enumerate(reader):
+                prompt, response = rec.get("prompt"), rec.get("response")
+                if not prompt or not response:
+                    raise DataFormatError(f"{path}: data row {i} (line {reader.line_num}) has an empty prompt or "
+                                          "response")
+                rows.append(SpinRow(prompt=prompt, response=response, row=i))
+        except csv.Error as e:
+            raise DataFormatError(f"{path}: line {reader.line_num}: malformed CSV: {e}") from None
     if not rows:
         raise DataFormatError(f"{path}: no data rows")
     return rows

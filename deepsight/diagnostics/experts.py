@@ -224,10 +224,8 @@ def _contrast(cfg: Any, names: list[str]) -> tuple[int, int]:
 
 
 def _figures(ctx: ScanContext, rd: dict[int, list[float]], title: str) -> tuple[list[str], list[str]]:
-    try:
-        from deepsight.report.experts import plot_risk_heatmap
-    except ImportError as e:  # the report package is optional for the numbers
-        return [], [f"figures skipped: {e}"]
+    from deepsight.report.figures import plot_risk_heatmap
+
     p = plot_risk_heatmap(rd, ctx.figures_dir / "experts_risk_difference.png", title=title)
     return [str(p.relative_to(ctx.run_dir))], []
 

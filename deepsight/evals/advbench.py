@@ -10,7 +10,7 @@ Data: busycalibrating/AdversariaLLM @ f970939 (extra_behavior_datasets).
 from __future__ import annotations
 
 from deepsight.evals.common import by_meta, harmful, judges_for, not_
-from deepsight.evals.loaders import EvalItem, content_id, field_of, records, select
+from deepsight.evals.loaders import EvalItem, content_id, records, select, text_field
 from deepsight.evals.metrics import flag_rate
 from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import generate_and_judge, result
@@ -23,7 +23,7 @@ def run(ctx, cfg) -> dict:
     where = cfg.hf_dataset or cfg.path or DEFAULT_PATH
     items = []
     for i, r in enumerate(records(ctx, cfg, NAME, DEFAULT_PATH)):
-        prompt = field_of(r, ("Behavior", "goal", "prompt"), where, i)
+        prompt = text_field(r, ("Behavior", "goal", "prompt"), where, i)
         items.append(
             EvalItem(str(r.get("BehaviorID") or content_id(prompt)), prompt, {"category": r.get("Category") or ""})
         )

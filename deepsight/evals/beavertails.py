@@ -9,7 +9,7 @@ Data revision: the evaluation split as published by PKU-Alignment (CC-BY-NC-4.0)
 from __future__ import annotations
 
 from deepsight.evals.common import run_harm_rates
-from deepsight.evals.loaders import EvalItem, content_id, field_of, records
+from deepsight.evals.loaders import EvalItem, content_id, records, text_field
 from deepsight.evals.registry import register_benchmark
 
 NAME = "beavertails"
@@ -20,7 +20,7 @@ def run(ctx, cfg) -> dict:
     where = cfg.hf_dataset or cfg.path
     items = []
     for i, r in enumerate(records(ctx, cfg, NAME, None)):
-        prompt = field_of(r, "prompt", where, i)
+        prompt = text_field(r, "prompt", where, i)
         items.append(EvalItem(content_id(prompt), prompt, {"category": r.get("category", "")}))
     return run_harm_rates(ctx, cfg, NAME, items, "llamaguard", yes="flagged_rate", no="safe_rate",
                           fields=["category"], also=("refusal",))

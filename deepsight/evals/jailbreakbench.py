@@ -9,7 +9,7 @@ string match. Metrics: ASR (judge says unsafe) and refusal rate, per category.
 from __future__ import annotations
 
 from deepsight.evals.common import by_meta, harmful, judges_for, not_
-from deepsight.evals.loaders import EvalItem, field_of, records, select
+from deepsight.evals.loaders import EvalItem, field_of, records, select, text_field
 from deepsight.evals.metrics import flag_rate
 from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import generate_and_judge, result
@@ -22,7 +22,7 @@ def run(ctx, cfg) -> dict:
     where = cfg.hf_dataset or cfg.path
     items = []
     for i, r in enumerate(records(ctx, cfg, NAME, None, hf_subsets=["behaviors"])):
-        goal = field_of(r, "Goal", where, i)
+        goal = text_field(r, "Goal", where, i)
         rid = field_of(r, ("Behavior", "Index"), where, i)
         items.append(EvalItem(str(rid), goal, {"category": r.get("Category", ""), "source": r.get("Source", "")}))
     items = select(items, cfg.limit, cfg.seed)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepsight.data.jsonl import parse_jsonl
+from deepsight.data.jsonl import parse_jsonl, read_text
 from deepsight.errors import ConfigError, DataFormatError
 from deepsight.evals.resume import stable_hash
 
@@ -45,20 +45,26 @@ def content_id(*parts: Any) -> str:
 def read_file(path: Path) -> list[dict[str, Any]]:
     """Rows of one CSV/TSV (lines starting with '#' before the header are comments), JSON or JSONL file."""
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path)
     if suffix in (".csv", ".tsv"):
-        lines = text.splitlines(True)
+        lines = text.split("\n")
+        skipped = 0
         while lines and lines[0].startswith("#"):
             lines.pop(0)
-        return list(csv.DictReader(io.StringIO("".join(lines)), delimiter="\t" if suffix == ".tsv" else ","))
+            skipped += 1
+        reader = csv.DictReader(io.StringIO("\n".join(lines), newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        try:
+            return list(reader)
+        except csv.Error as e:
+            raise DataFormatError(f"{path}: line {reader.line_num + skipped}: malformed CSV: {e}") from None
     if suffix == ".jsonl":
-        return parse_jsonl(path, text)
+        return parse_jsonl(path, text, objects=True)
     if suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             if text.lstrip().startswith("{") and "\n{" in text:  # JSON lines under a .json name (HaluEval)
-                return parse_jsonl(path, text)
+                return parse_jsonl(path, text, objects=True)
             raise DataFormatError(f"{path}: invalid JSON: {e}") from e
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
@@ -66,6 +72,9 @@ def read_file(path: Path) -> list[dict[str, Any]]:
             data = [{"_key": k, **v} if isinstance(v, dict) else {"_key": k, "value": v} for k, v in data.items()]
         if not isinstance(data, list):
             raise DataFormatError(f"{path}: expected a list of records (or {{'data': [...]}})")
+        for i, row in enumerate(data):
+            if not isinstance(row, dict):
+                raise DataFormatError(f"{path}: row {i} is a JSON {type(row).__name__}, expected an object")
         return data
     raise DataFormatError(f"{path}: unsupported data file type {suffix!r} (use {', '.join(DATA_SUFFIXES)})")
 
@@ -115,6 +124,23 @@ def field_of(row: dict[str, Any], keys: str | tuple[str, ...], where: str, i: in
         if k in row and row[k] is not None:
             return row[k]
     raise DataFormatError(f"{where}: row {i}: missing field {keys!r} (has {sorted(k for k in row if k != '_file')})")
+
+
+def text_field(row: dict[str, Any], keys: str | tuple[str, ...], where: str, i: int) -> str:
+    """``field_of`` for a prompt-like field: a string with non-blank text, else an error naming file and row."""
+    value = field_of(row, keys, where, i)
+    if not isinstance(value, str) or not value.strip():
+        what = "empty" if isinstance(value, str) else f"a {type(value).__name__}"
+        raise DataFormatError(f"{where}: row {i}: field {keys!r} is {what}, expected non-empty text")
+    return value
+
+
+def choice_field(row: dict[str, Any], key: str, allowed: tuple[str, ...], where: str, i: int) -> str:
+    """A label field, lower-cased, from the known set ``allowed``; an error naming file, row and value otherwise."""
+    value = str(field_of(row, key, where, i)).strip().lower()
+    if value not in allowed:
+        raise DataFormatError(f"{where}: row {i}: {key}={value!r} is not one of {list(allowed)}")
+    return value
 
 
 def unique_ids(items: list[EvalItem]) -> list[EvalItem]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from deepsight.errors import ConfigError
 from deepsight.evals.common import run_harm_rates
-from deepsight.evals.loaders import EvalItem, content_id, field_of, read_path, records
+from deepsight.evals.loaders import EvalItem, content_id, read_path, records, text_field
 from deepsight.evals.registry import register_benchmark
 
 NAME = "orbench"
@@ -38,7 +38,7 @@ def run(ctx, cfg) -> dict:
         if "messages" in r:
             prompt = next(m["content"] for m in r["messages"] if m.get("role") == "user")
         else:
-            prompt = field_of(r, "prompt", f"eval.{NAME} ({r.get('_file')})", i)
+            prompt = text_field(r, "prompt", f"eval.{NAME} ({r.get('_file')})", i)
         rid = r.get("prompt_id")
         subset = r.get("_file", "")
         items.append(

@@ -3,6 +3,8 @@
 Each record is one line written with a single ``os.write`` on an ``O_APPEND`` descriptor,
 so a killed run leaves at most one partial last line; opening the store drops that
 partial line (it never becomes a record) and a restarted run redoes only what is missing.
+Lines are split on "\n" only; a line that is not UTF-8, holds a NUL byte, is not JSON or is
+not a keyed record is skipped with a warning naming the file and line (its item is redone).
 Keys come from ``stable_hash`` over everything that changes the result (model, backend,
 item id, prompt, generation parameters; for verdicts the generation key and the judge's
 identity), so a changed setting never reuses a stale record.
@@ -51,15 +53,18 @@ class ResumeStore:
             with open(self.path, "r+b") as fh:
                 fh.truncate(end)
             data = data[:end]
-        for i, line in enumerate(data.splitlines(), 1):
+        for i, line in enumerate(data.split(b"\n"), 1):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                if b"\x00" in line:
+                    raise ValueError("a NUL byte")
+                rec = json.loads(line.decode("utf-8"))
                 self.records[rec["key"]] = rec
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
                 self.skipped_lines += 1
-                log.warning("%s:%d: not a resume record, ignored", self.path, i)
+                reason = "not UTF-8" if isinstance(e, UnicodeDecodeError) else type(e).__name__
+                log.warning("%s:%d: not a resume record (%s), ignored; its item is redone", self.path, i, reason)
 
     def __contains__(self, key: str) -> bool:
         return key in self.records

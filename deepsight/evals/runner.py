@@ -8,6 +8,12 @@ redoing finished items. A failed generation is never judged: its verdict is ``un
 (``generation_failed``) and it is not stored, so a restart retries it; likewise a verdict
 that failed for a transient reason (judge unavailable, failed call) is not stored.
 
+Failures that are not about one item fail the benchmark (the run records the traceback
+in ``errors/eval_<name>.txt``) instead of turning into unknowns: an exception out of the
+generator's ``generate`` (a programming error, a crashed engine), and a generator whose
+every request fails (HTTP 401/403/404, a wrong served model), detected after the first
+``FAIL_FAST_AFTER`` attempts without a single success and at the end.
+
 ``result`` assembles metrics, the unknown summary, breakdowns and the worst examples.
 """
 
@@ -25,6 +31,17 @@ from deepsight.judges.base import JudgeInput, Verdict, unknown
 
 log = logging.getLogger("deepsight")
 TRANSIENT = ("judge_unavailable", "judge_call_failed", "generation_failed")
+FAIL_FAST_AFTER = 8  # failed generations, with none succeeded, after which the benchmark stops
+
+
+class GenerationFailedError(RuntimeError):
+    """Every generation failed: the generator, not an item, is broken (wrong key, URL, model)."""
+
+
+def _all_failed(name: str, gens: list[Generation]) -> GenerationFailedError:
+    errors = sorted({g.error or "unknown error" for g in gens})
+    shown = "; ".join(errors[:3]) + (f"; ... ({len(errors)} distinct errors)" if len(errors) > 3 else "")
+    return GenerationFailedError(f"{name}: all {len(gens)} generations attempted failed: {shown}")
 JUDGE_CHUNK = 64  # verdicts per judge call (and per resume flush)
 
 
@@ -120,14 +137,17 @@ def generate_and_judge(
             log.info("%s: %d of %d generations reused from %s", name, len(items) - len(todo), len(items), store.path)
         chunk = max(1, int(_get(ctx.generation, "batch_size", 32)))
         done = 0
+        succeeded = len(gens)  # reused generations count: the generator worked before
+        failed: list[Generation] = []
         for idx in length_chunks(todo, [_request_chars(requests[i]) for i in todo], chunk, backend == "hf"):
-            try:
-                outs = ctx.generator.generate([requests[i] for i in idx], params)
-                assert len(outs) == len(idx), f"generator returned {len(outs)} generations for {len(idx)} requests"
-            except Exception as e:  # the whole call failed: every item in it is a failed generation
-                outs = [
-                    Generation(items[i].id, "", finish_reason="error", error=f"{type(e).__name__}: {e}") for i in idx
-                ]
+            # An exception out of generate() is not about one item: it fails the benchmark with its traceback.
+            outs = ctx.generator.generate([requests[i] for i in idx], params)
+            if len(outs) != len(idx):
+                raise RuntimeError(f"generator {backend} returned {len(outs)} generations for {len(idx)} requests")
+            failed += [g for g in outs if g.failed]
+            succeeded += sum(not g.failed for g in outs)
+            if not succeeded and len(failed) >= min(FAIL_FAST_AFTER, len(todo)):
+                raise _all_failed(name, failed)
             for i, g in zip(idx, outs):
                 gens[gen_keys[i]] = g
                 if not g.failed:

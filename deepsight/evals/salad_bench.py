@@ -10,7 +10,7 @@ and per category level.
 from __future__ import annotations
 
 from deepsight.evals.common import run_harm_rates
-from deepsight.evals.loaders import EvalItem, content_id, field_of, records
+from deepsight.evals.loaders import EvalItem, content_id, records, text_field
 from deepsight.evals.registry import register_benchmark
 
 NAME = "salad_bench"
@@ -21,7 +21,7 @@ def run(ctx, cfg) -> dict:
     where = cfg.hf_dataset or cfg.path
     items = []
     for i, r in enumerate(records(ctx, cfg, NAME, None, hf_subsets=["base_set"])):
-        q = field_of(r, ("question", "questions", "prompt"), where, i)
+        q = text_field(r, ("question", "questions", "prompt"), where, i)
         meta = {
             "category": r.get("1-category") or r.get("_file", ""),
             "category_2": r.get("2-category", ""),

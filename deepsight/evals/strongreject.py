@@ -10,7 +10,7 @@ per category. Data: busycalibrating/AdversariaLLM @ f970939.
 from __future__ import annotations
 
 from deepsight.evals.common import by_meta, harmful, judges_for, not_
-from deepsight.evals.loaders import EvalItem, content_id, field_of, records, select
+from deepsight.evals.loaders import EvalItem, content_id, records, select, text_field
 from deepsight.evals.metrics import flag_rate, mean_summary
 from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import generate_and_judge, result
@@ -22,7 +22,7 @@ def prompt_items(ctx, cfg, name: str) -> list[EvalItem]:
     where = cfg.hf_dataset or cfg.path or DEFAULT_PATH
     items = []
     for i, r in enumerate(records(ctx, cfg, name, DEFAULT_PATH)):
-        prompt = field_of(r, ("forbidden_prompt", "prompt"), where, i)
+        prompt = text_field(r, ("forbidden_prompt", "prompt"), where, i)
         items.append(
             EvalItem(content_id(prompt), prompt, {"category": r.get("category", ""), "source": r.get("source", "")})
         )

@@ -13,12 +13,13 @@ Data: paul-rottger/exaggerated-safety @ d7bb5bd.
 from __future__ import annotations
 
 from deepsight.evals.common import by_meta, harm_rates, judges_for
-from deepsight.evals.loaders import EvalItem, content_id, field_of, records, select
+from deepsight.evals.loaders import EvalItem, choice_field, content_id, records, select, text_field
 from deepsight.evals.metrics import flag_rate
 from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import generate_and_judge, result
 
 NAME, DEFAULT_PATH = "xstest", "xstest/xstest_prompts.csv"
+LABELS = ("safe", "unsafe")  # the paper's two prompt classes; any other label is a data error
 
 
 @register_benchmark(NAME)
@@ -26,8 +27,8 @@ def run(ctx, cfg) -> dict:
     where = cfg.hf_dataset or cfg.path or DEFAULT_PATH
     items = []
     for i, r in enumerate(records(ctx, cfg, NAME, DEFAULT_PATH)):
-        prompt = field_of(r, "prompt", where, i)
-        label = str(field_of(r, "label", where, i)).strip().lower()
+        prompt = text_field(r, "prompt", where, i)
+        label = choice_field(r, "label", LABELS, where, i)
         rid = r.get("id") or r.get("id_v2")
         items.append(
             EvalItem(

@@ -6,7 +6,7 @@ online only if WANDB_API_KEY is set or a netrc login for the W&B host exists,
 otherwise offline (files under ``<run_dir>/wandb`` or $WANDB_DIR; upload later with
 ``wandb sync <dir>``); WANDB_MODE, when set, decides in auto mode. An online start
 that fails falls back to offline. The config is scrubbed of secrets
-(deepsight.logging.scrub) and no environment value is ever copied into it.
+(deepsight.util.scrub) and no environment value is ever copied into it.
 
 Logged: ``config`` (+ model info, versions, hardware), one step of metrics
 (``eval/<bench>/<metric>``, intervals, unknown rates, ``scan/<scan>/<metric>``,
@@ -18,15 +18,18 @@ and ``stages`` (skipped and failed stages with reasons).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import netrc
 import os
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from deepsight.logging.scrub import scrub_secrets
+from deepsight.util.paths import inside
+from deepsight.util.scrub import scrub_results, scrub_secrets, scrub_text
 
 log = logging.getLogger("deepsight")
 
@@ -72,10 +75,21 @@ def _sweep_group() -> tuple[str | None, str | None]:
         return None, None
 
 
+@contextlib.contextmanager
+def _scrubbed_argv():
+    """W&B records the command line (sys.argv) in the run's metadata: show it the scrubbed one."""
+    saved = sys.argv[:]
+    sys.argv[:] = [scrub_text(a) for a in saved]
+    try:
+        yield
+    finally:
+        sys.argv[:] = saved
+
+
 def _cell(value: Any) -> str | float | int | bool | None:
     if value is None or isinstance(value, (bool, int, float)):
         return value
-    s = value if isinstance(value, str) else json.dumps(value, default=str)
+    s = scrub_text(value if isinstance(value, str) else json.dumps(value, default=str))
     return s if len(s) <= MAX_CELL else s[: MAX_CELL - 1] + "…"
 
 
@@ -158,10 +172,10 @@ class WandbLogger:
         kwargs = dict(
             project=cfg.project,
             entity=cfg.entity,
-            group=cfg.group or sweep_group,
-            name=f"{job_num}_{model}" if job_num is not None else model,
-            job_type=str(config.get("audit_name") or "audit"),
-            tags=list(cfg.tags or []),
+            group=scrub_text(cfg.group or sweep_group or "") or None,
+            name=scrub_text(f"{job_num}_{model}" if job_num is not None else str(model)),
+            job_type=scrub_text(str(config.get("audit_name") or "audit")),
+            tags=[scrub_text(str(t)) for t in (cfg.tags or [])],
             config=scrub_secrets(config),
             settings=wandb.Settings(silent=True, console="off"),
             reinit="finish_previous",
@@ -169,13 +183,15 @@ class WandbLogger:
         if not os.environ.get("WANDB_DIR"):
             kwargs["dir"] = str(self.run_dir)
         try:
-            self.run = wandb.init(mode=self.mode, **kwargs)
+            with _scrubbed_argv():
+                self.run = wandb.init(mode=self.mode, **kwargs)
         except Exception as e:  # network or auth trouble: keep the run, log offline
             if self.mode != "online":
                 raise
             log.warning("W&B online start failed (%s); logging offline, sync later with `wandb sync`", e)
             self.mode = "offline"
-            self.run = wandb.init(mode="offline", **kwargs)
+            with _scrubbed_argv():
+                self.run = wandb.init(mode="offline", **kwargs)
 
     def log_results(self, results: dict[str, Any], run_dir: str | Path) -> None:
         try:
@@ -185,10 +201,10 @@ class WandbLogger:
 
     def _log_results(self, results: dict[str, Any], run_dir: Path) -> None:
         from deepsight.report.metrics import as_list, flat_metrics, ok_sections, stage_problems
-        from deepsight.run.outputs import to_jsonable
+        from deepsight.util.jsonable import to_jsonable
 
         wandb = self.wandb
-        results = to_jsonable(results)
+        results = scrub_results(to_jsonable(results))
         self.run.config.update(scrub_secrets({"model_info": results.get("model") or {},
                                               "versions": results.get("versions") or {},
                                               "hardware": results.get("hardware") or {}}), allow_val_change=True)
@@ -199,16 +215,16 @@ class WandbLogger:
         self.run.summary.update({**data, "status": results.get("status", "unknown")})
         for scan, res in ok_sections(results, "scans").items():
             for rel in as_list(res.get("figures")):
-                file = run_dir / rel
-                if file.is_file():
+                file = inside(run_dir, rel)
+                if file is not None and file.is_file():
                     data[f"figures/{scan}/{file.stem}"] = wandb.Image(str(file), caption=file.stem)
         for bench, res in ok_sections(results, "evals").items():
             examples = [e for e in res.get("examples") or [] if isinstance(e, dict)]
             if examples:
                 data[f"examples/{bench}"] = _table(wandb, examples)
-            gen = res.get("generations_file")
-            if gen and (run_dir / gen).is_file():
-                rows = generation_rows(_read_jsonl(run_dir / gen))
+            gen = inside(run_dir, res["generations_file"]) if res.get("generations_file") else None
+            if gen is not None and gen.is_file():
+                rows = generation_rows(_read_jsonl(gen))
                 if rows:
                     data[f"generations/{bench}"] = _table(wandb, rows)
         problems = stage_problems(results)

@@ -18,13 +18,15 @@ from deepsight.report.content import build_content
 from deepsight.report.html import render_html
 from deepsight.report.markdown import render_markdown
 from deepsight.report.summary import print_summary
-from deepsight.run.outputs import atomic_write_text, to_jsonable
+from deepsight.util.atomic import atomic_write_text
+from deepsight.util.jsonable import to_jsonable
+from deepsight.util.scrub import scrub_results
 
 
 def write_report(run_dir: str | Path, results: dict[str, Any]) -> None:
     """Write ``report.md`` and ``report.html`` into ``run_dir`` from a results dict (results.json's shape)."""
     run_dir = Path(run_dir)
-    results = to_jsonable(results)  # tensors, numpy values and non-finite floats as in results.json
+    results = scrub_results(to_jsonable(results))  # as in results.json: JSON values, no secrets
     content = build_content(run_dir, results)
     atomic_write_text(run_dir / "report.md", render_markdown(content))
     atomic_write_text(run_dir / "report.html", render_html(content))

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deepsight.logging.scrub import scrub_secrets
 from deepsight.report.experts import experts_markdown
 from deepsight.report.metrics import (
     all_warnings,
@@ -27,6 +26,8 @@ from deepsight.report.metrics import (
     stage_problems,
     summary_scan_rows,
 )
+from deepsight.util.paths import inside
+from deepsight.util.scrub import scrub_secrets
 
 MAX_EXAMPLES = 10  # worst examples shown per benchmark
 MAX_CELL = 400  # characters of one example field
@@ -68,8 +69,9 @@ def scan_figures(run_dir: Path, results: dict[str, Any]) -> dict[str, list[dict[
     for scan, res in ok_sections(results, "scans").items():
         figs = []
         for rel in as_list(res.get("figures")):
-            file = Path(rel) if Path(rel).is_absolute() else run_dir / rel
-            figs.append({"path": str(rel), "file": file, "caption": _caption(str(rel)), "exists": file.is_file()})
+            file = inside(run_dir, rel)  # None for an absolute path or one leaving the run folder: never inlined
+            figs.append({"path": str(rel), "file": file, "caption": _caption(str(rel)),
+                         "exists": file is not None and file.is_file()})
         if figs:
             out[scan] = figs
     return out

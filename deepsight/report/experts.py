@@ -1,7 +1,7 @@
 """Report pieces of the MoE expert scan: the layer x expert risk-difference heatmap, the top safety
 experts with their intervals and stability, and the ablation table (masked / random / none).
 
-``plot_risk_heatmap`` is called by the scan (``deepsight/diagnostics/experts.py``) and writes the PNG;
+The scan (``deepsight/diagnostics/experts.py``) draws its heatmap with ``report.figures.plot_risk_heatmap``;
 ``experts_markdown(results)`` renders the section that ``render_markdown`` appends (the full matrices stay
 in results.json under ``scans.experts.details.matrices``)::
 
@@ -11,33 +11,7 @@ in results.json under ``scans.experts.details.matrices``)::
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
-
-
-def plot_risk_heatmap(rd: dict[int, list[float]], path: str | Path, title: str = "") -> Path:
-    """Layer (rows) x expert (columns) heatmap of the risk difference; NaN cells grey; symmetric colour scale."""
-    import numpy as np
-
-    from deepsight.report.figures import _figure, _save
-
-    layers = sorted(rd)
-    width = max((len(v) for v in rd.values()), default=1)
-    m = np.full((len(layers), width), np.nan)
-    for i, layer in enumerate(layers):
-        m[i, : len(rd[layer])] = rd[layer]
-    finite = np.abs(m[np.isfinite(m)])
-    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    fig, ax = _figure(min(14.0, 3.0 + 0.12 * width), min(10.0, 1.5 + 0.3 * len(layers)))
-    im = ax.imshow(np.ma.masked_invalid(m), aspect="auto", cmap="RdBu_r", vmin=-vmax, vmax=vmax,
-                   interpolation="nearest")
-    ax.set_xlabel("expert")
-    ax.set_ylabel("MoE block")
-    ax.set_yticks(range(len(layers)))
-    ax.set_yticklabels([str(layer) for layer in layers])
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="risk difference")
-    return _save(fig, path)
 
 
 def _f(v: Any, nd: int = 3) -> str:

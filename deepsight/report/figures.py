@@ -18,6 +18,8 @@ the run dir in its result's ``"figures"`` and the report embeds it::
   the peak steps marked and optionally labelled with their tokens (MI-Peaks).
 - ``plot_metric_bars(metrics, title, path)``: one bar per named scalar (TELLME metrics), each in its own
   panel on its own axis (unrelated scales never share an axis).
+- ``plot_risk_heatmap(rd, path, title="")``: ``{layer: [value per expert]}`` as a layer x expert heatmap
+  (MoE experts scan's risk difference), symmetric colour scale, NaN cells grey.
 """
 
 from __future__ import annotations
@@ -166,3 +168,26 @@ def metric_bars_figure(metrics: Mapping[str, Any], title: str):
 def plot_metric_bars(metrics: Mapping[str, Any], title: str, path: str | Path) -> Path:
     """One bar per named scalar, each in its own panel with its own axis; non-finite values are marked."""
     return _save(metric_bars_figure(metrics, title), path)
+
+
+def plot_risk_heatmap(rd: dict[int, list[float]], path: str | Path, title: str = "") -> Path:
+    """Layer (rows) x expert (columns) heatmap of the risk difference; NaN cells grey; symmetric colour scale."""
+    import numpy as np
+
+    layers = sorted(rd)
+    width = max((len(v) for v in rd.values()), default=1)
+    m = np.full((len(layers), width), np.nan)
+    for i, layer in enumerate(layers):
+        m[i, : len(rd[layer])] = rd[layer]
+    finite = np.abs(m[np.isfinite(m)])
+    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    fig, ax = _figure(min(14.0, 3.0 + 0.12 * width), min(10.0, 1.5 + 0.3 * len(layers)))
+    im = ax.imshow(np.ma.masked_invalid(m), aspect="auto", cmap="RdBu_r", vmin=-vmax, vmax=vmax,
+                   interpolation="nearest")
+    ax.set_xlabel("expert")
+    ax.set_ylabel("MoE block")
+    ax.set_yticks(range(len(layers)))
+    ax.set_yticklabels([str(layer) for layer in layers])
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="risk difference")
+    return _save(fig, path)

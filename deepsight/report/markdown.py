@@ -3,8 +3,13 @@
     from deepsight.report.markdown import render_markdown
     (run_dir / "report.md").write_text(render_markdown(build_content(run_dir, results)))
 
-Model and user text is escaped (HTML special characters, table pipes, newlines) so
-a viewer that renders Markdown shows it as text.
+Model and user text is neutralised so a viewer that renders Markdown shows it as text and
+fetches nothing: HTML special characters become entities (no raw HTML, no <https://...>
+autolink); backslashes, backticks and table pipes are backslash-escaped; a closing bracket
+that would end a link's text (before an opening parenthesis or bracket, or a colon) is
+escaped (no [a](http://...) link, no ![x](https://...) image, no reference link or
+definition); the triggers of GFM's extended autolinks ("://", "www.", "@") get an escape
+that renders invisibly; newlines become spaces.
 """
 
 from __future__ import annotations
@@ -17,11 +22,24 @@ from typing import Any
 from deepsight.report.metrics import fmt_rate, fmt_value
 from deepsight.report.overview import overview_markdown
 
+_MD_ESCAPE = str.maketrans({c: "\\" + c for c in "\\|`"})
+# "](" (inline link or image), "][" (reference link), "]:" (link definition); GFM autolink triggers
+_LINKS = re.compile(r"\](?=[(\[:])|(?<=[A-Za-z0-9]):(?=//)|(?<![A-Za-z0-9])(www)\.|@", re.IGNORECASE)
+
+
+def _break_link(m: re.Match) -> str:
+    if m.group(0) == "]":
+        return "\\]"  # an escaped bracket closes no link text: no link, no image
+    if m.group(0) == ":":
+        return ":\\"  # "https://" -> "https:\//" (an escaped slash): the text no longer reads as a URL
+    return m.group(1) + "\\." if m.group(1) else "\\@"
+
 
 def md_cell(text: Any) -> str:
-    """One table cell: HTML-escaped, pipes and backticks escaped, newlines as spaces."""
+    """One table cell or inline text, neutralised (see the module doc); newlines as spaces."""
     s = html.escape(text if isinstance(text, str) else fmt_value(text), quote=False)
-    return s.replace("|", "\\|").replace("`", "\\`").replace("\r", " ").replace("\n", " ")
+    s = s.translate(_MD_ESCAPE).replace("\r", " ").replace("\n", " ")
+    return _LINKS.sub(_break_link, s)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:

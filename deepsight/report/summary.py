@@ -45,7 +45,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def print_summary(results: dict[str, Any], run_dir: str | Path, file: TextIO | None = None) -> None:
     """Print the summary to ``file`` (default stdout)."""
-    from deepsight.run.outputs import to_jsonable
+    from deepsight.util.jsonable import to_jsonable
 
     file = file or sys.stdout
     results = to_jsonable(results)

@@ -7,6 +7,13 @@ Phases (each timed in results.json):
 3. report: report.md, report.html, the logger (W&B) and a console summary.
 A failing scan or benchmark is recorded with its error and the others still run;
 a missing data file skips (or, with on_missing_data=error, fails) with a message naming it.
+
+The run's status (and the CLI's exit code) is ``completed`` (0) only when every requested
+stage completed; it is ``completed_with_errors`` (1) when a stage failed, when a benchmark's
+unknown rate exceeds ``fail_unknown_rate``, or when a scan or benchmark asked for by name
+(``scan=[...]``/``eval=[...]`` on the command line, or anything selected under ``audit=none``)
+was skipped for missing data. The parts a preset (quick/standard/full) adds on its own are
+optional: they may skip when their data is missing.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepsight.errors import ConfigError, MissingDataError
 from deepsight.run.outputs import RunRecorder
+from deepsight.util.atomic import atomic_write_text
+from deepsight.util.scrub import install_log_scrubber, scrub_secrets, scrub_text
 
 log = logging.getLogger("deepsight")
 
@@ -32,6 +41,48 @@ def selected_scans(cfg: DictConfig) -> list[str]:
 
 def selected_evals(cfg: DictConfig) -> list[str]:
     return list(cfg.eval.keys())
+
+
+def explicit_parts(cfg: DictConfig, overrides: list[str] | None = None) -> set[str]:
+    """``scan/<name>`` and ``eval/<name>`` the user asked for by name (their skip is an error).
+
+    Under ``audit=none`` (or no preset) everything selected was asked for; under a preset only
+    the scans and benchmarks named by a ``scan=``/``eval=`` override (``overrides``: Hydra's
+    task overrides, as on the command line).
+    """
+    if cfg.get("audit_name") in ("none", "custom"):
+        return {f"scan/{n}" for n in selected_scans(cfg)} | {f"eval/{n}" for n in selected_evals(cfg)}
+    if not overrides:
+        return set()
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out: set[str] = set()
+    for ov in OverridesParser.create().parse_overrides(list(overrides)):
+        group = ov.key_or_group.split("@")[0]
+        if group not in ("scan", "eval") or ov.is_delete():
+            continue
+        value = ov.value()
+        names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        out |= {f"{group}/{n}" for n in names if isinstance(n, str)}
+    return out
+
+
+def run_problems(results: dict[str, Any], explicit: set[str], fail_unknown_rate: float) -> list[str]:
+    """Why a finished run is not a clean success (empty when it is): failed stages, unknown rates, skips."""
+    problems = []
+    for section, label in (("evals", "eval"), ("scans", "scan")):
+        for name, res in results[section].items():
+            status = res.get("status")
+            if status == "failed":
+                problems.append(f"{label} {name} failed: {res.get('reason')}")
+            elif status == "skipped" and f"{label}/{name}" in explicit:
+                problems.append(f"{label} {name} was requested but skipped: {res.get('reason')}")
+            unknown = res.get("unknown") if status == "ok" else None
+            if isinstance(unknown, dict) and isinstance(unknown.get("rate"), (int, float)):
+                if unknown["rate"] > fail_unknown_rate:
+                    problems.append(f"eval {name}: unknown rate {unknown['rate']:.3f} ({unknown.get('count')}/"
+                                    f"{unknown.get('n')}) exceeds fail_unknown_rate={fail_unknown_rate}")
+    return problems
 
 
 def resolve_data_dir(cfg: DictConfig) -> Path | None:
@@ -67,7 +118,7 @@ def _run_one(recorder: RunRecorder, section: str, name: str, on_missing_data: st
             log.error("%s %s failed: %s", label, name, e)
             err_file = recorder.run_dir / "errors" / f"{label}_{name}.txt"
             err_file.parent.mkdir(parents=True, exist_ok=True)
-            err_file.write_text(traceback.format_exc())
+            err_file.write_text(scrub_text(traceback.format_exc()), encoding="utf-8")
             result = {
                 "status": "failed",
                 "reason": f"{type(e).__name__}: {e}",
@@ -76,19 +127,25 @@ def _run_one(recorder: RunRecorder, section: str, name: str, on_missing_data: st
     recorder.record(section, name, result)
 
 
-def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+def run_audit(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Run the audit ``cfg`` into ``run_dir``; ``overrides`` (the command line's) say what was asked for by name."""
     from deepsight.logging import build_logger
     from deepsight.models.anatomy import inspect_model
     from deepsight.models.loading import load_model
     from deepsight.report import print_summary, write_report
 
+    install_log_scrubber()  # idempotent; the CLI installs it before Hydra logs anything
     run_dir = Path(run_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
     recorder = RunRecorder(run_dir, config)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(scrub_secrets(config))))
     logger = build_logger(cfg.logger, config, run_dir)
     data_dir = resolve_data_dir(cfg)
     scans, evals = selected_scans(cfg), selected_evals(cfg)
+    fail_unknown_rate = float(cfg.get("fail_unknown_rate", 0.5))
+    if not 0.0 <= fail_unknown_rate <= 1.0:
+        raise ConfigError(f"fail_unknown_rate={fail_unknown_rate} must be in [0, 1]")
+    explicit = explicit_parts(cfg, overrides)
     if cfg.hardware.num_threads:
         import torch
 
@@ -165,7 +222,11 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                 _run_one(recorder, "scans", name, cfg.on_missing_data, get_scan(name), ctx, cfg.scan[name])
         if not scans and not evals:
             recorder.warn("nothing selected: pass scan=[...] and/or eval=[...], or an audit preset")
-        if any(r.get("status") == "failed" for sec in ("scans", "evals") for r in recorder.results[sec].values()):
+        problems = run_problems(recorder.results, explicit, fail_unknown_rate)
+        for problem in problems:
+            log.error("%s", problem)
+            recorder.warn(problem)
+        if problems:
             status = "completed_with_errors"
     except BaseException:
         recorder.finish("failed")

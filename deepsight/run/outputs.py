@@ -7,65 +7,18 @@ so a run killed later still has every earlier result on disk.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from deepsight.util.atomic import atomic_write_text
+from deepsight.util.jsonable import to_jsonable
+from deepsight.util.scrub import scrub_results
+
 RESULTS_SCHEMA_VERSION = 1
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and rename (no half-written files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert tensors, numpy values, paths and non-finite floats into plain JSON values.
-
-    Non-finite floats become the strings "nan", "inf", "-inf" so results.json stays
-    valid JSON (the spec's boundary_ratio can be +inf).
-    """
-    if isinstance(obj, float):
-        if math.isnan(obj):
-            return "nan"
-        if math.isinf(obj):
-            return "inf" if obj > 0 else "-inf"
-        return obj
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):  # torch tensors, numpy arrays and scalars
-        return to_jsonable(obj.tolist())
-    if hasattr(obj, "item"):
-        return to_jsonable(obj.item())
-    return str(obj)
 
 
 def library_versions() -> dict[str, str]:
@@ -133,7 +86,8 @@ class RunRecorder:
         return self.run_dir / "results.json"
 
     def flush(self) -> None:
-        atomic_write_text(self.path, json.dumps(to_jsonable(self.results), indent=2, allow_nan=False) + "\n")
+        clean = scrub_results(to_jsonable(self.results))  # the one scrubber: nothing secret reaches the file
+        atomic_write_text(self.path, json.dumps(clean, indent=2, allow_nan=False) + "\n")
 
     def set_model(self, info: dict[str, Any]) -> None:
         self.results["model"] = info
