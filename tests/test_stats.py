@@ -160,6 +160,24 @@ def test_joint_histogram_steps_grow_and_merge():
         JointHistogram(bins, (1, -1), (-1, 1))
 
 
+def test_joint_histogram_data_ranges():
+    s, d, bins = 6, 97, 5
+    x = torch.randn(s, d) * torch.linspace(0.5, 3, s)[:, None] + 1  # every row its own spread
+    y = torch.randn(d) * 2
+    h = JointHistogram(bins, None, None).update(x, y)
+    y_range = (float(y.min()), float(y.max()))
+    for r in range(s):
+        ref = _hist_ref(x[r : r + 1], y, bins, (float(x[r].min()), float(x[r].max())), y_range)
+        np.testing.assert_array_equal(h.counts[r].numpy(), ref[0])
+        assert h.counts[r, -1].sum() >= 1 and h.counts[r, :, -1].sum() >= 1  # each maximum lands in the last bin
+    y2 = torch.randn(s, d)  # per-row y: its own row ranges
+    h2 = JointHistogram(bins, (-4, 4), None).update(x, y2)
+    for r in range(s):
+        ref = _hist_ref(x[r : r + 1], y2[r : r + 1], bins, (-4, 4), (float(y2[r].min()), float(y2[r].max())))
+        np.testing.assert_array_equal(h2.counts[r].numpy(), ref[0])
+    assert JointHistogram(bins, None, None).merge(h).counts.sum() == s * d
+
+
 def _per_sample_abs_grad(delta, x, mask):
     acc = torch.zeros(delta.shape[-1], x.shape[-1], dtype=torch.float64)
     for s in range(delta.shape[0]):

@@ -126,7 +126,7 @@ def _batched_grad_sums(model, refs, samples, *, max_batch_tokens, max_batch_size
                 loss = per_sample_loss(out.logits, b.input_ids, n_prompt, lengths, first_pos=first).sum()
                 del out
             loss.backward()
-    return {name: st.acc for name, st in stats.items()}
+    return stats
 
 
 def _fused_head_loss(model, fused: dict, ids, mask, n_prompt, lengths) -> torch.Tensor | None:
@@ -158,9 +158,10 @@ def _fused_head_loss(model, fused: dict, ids, mask, n_prompt, lengths) -> torch.
 
 def _param_grad_sums(model, refs, samples, *, stat_dtype) -> dict:
     """One sample per backward with weight gradients (fused experts / non-Linear routers): exact, per sample."""
-    dtype = torch.float64 if str(stat_dtype) in ("float64", "torch.float64") else torch.float32
+    from deepsight.stats import GradAbsSum
+
     params = {id(r.param): r.param for r in refs}
-    acc = {r.name: torch.zeros(r.shape, dtype=dtype, device=r.param.device) for r in refs}
+    stats = {r.name: GradAbsSum(r.shape, dtype=stat_dtype, device=r.param.device) for r in refs}
     was = {id(p): p.requires_grad for p in model.parameters()}
     dev = _model_device(model)
     try:
@@ -177,12 +178,12 @@ def _param_grad_sums(model, refs, samples, *, stat_dtype) -> dict:
                 loss.backward()
                 for r in refs:
                     if r.param.grad is not None:
-                        acc[r.name] += r.view(r.param.grad).abs().to(dtype)
+                        stats[r.name].update_grad(r.view(r.param.grad))
     finally:
         for p in model.parameters():
             p.requires_grad_(was[id(p)])
             p.grad = None
-    return acc
+    return stats
 
 
 def _layer_groups(refs: list[WeightRef], group_size: int | None, max_batch_tokens: int) -> list[list[int]]:
@@ -210,11 +211,11 @@ def _layer_groups(refs: list[WeightRef], group_size: int | None, max_batch_token
 
 def grad_abs_sums(model, anatomy, refs, samples, *, batch_size=8, max_batch_tokens=4096, pad_id=0,
                   stat_dtype="float32", layer_group_size=None, causal_right_padding=True) -> tuple[dict, dict]:
-    """G_W of every ref over ``samples`` [(ids, n_prompt)]; returns (sums by name, info)."""
+    """G_W of every ref over ``samples`` [(ids, n_prompt)]; returns ({name: GradAbsSum}, info)."""
     if _needs_param_route(refs):
         return _param_grad_sums(model, refs, samples, stat_dtype=stat_dtype), {"route": "per-sample weight grads",
                                                                                "passes": len(samples)}
-    sums: dict[str, torch.Tensor] = {}
+    sums: dict = {}
     groups = _layer_groups(refs, layer_group_size, max_batch_tokens)
     for group in groups:
         chosen = [r for r in refs if r.layer in set(group)]
