@@ -113,17 +113,19 @@ def pooled_class_sum_(
     counts: torch.Tensor,
     pooling: str = "mean",
     backend: str = "auto",
+    sq_sums: torch.Tensor | None = None,
 ) -> None:
-    """Pool ``hidden`` (B, T, D) per row and add into ``sums[labels[b]]`` (K, D), ``counts[labels[b]]`` += 1.
+    """Pool ``hidden`` (B, T, D) per row and add into ``sums[labels[b]]`` (K, D), ``counts[labels[b]]`` += 1
+    and, if given, ``sq_sums[labels[b]]`` (K,) += ||p_b||^2.
 
     pooling "mean": sum_t m h / max(sum_t m, 1e-9); "sum"; "last": the last position where
     mask != 0 (left or right padding). Rows with label < 0 or no valid token add nothing
     and are not counted. ``mask`` (B, T) bool/int or None (all valid).
     """
     if resolve_backend(backend, (hidden,), (sums,)) == "triton":
-        pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling)
+        pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling, sq_sums)
     else:
-        pooled_class_sum_ref(hidden, mask, labels, sums, counts, pooling)
+        pooled_class_sum_ref(hidden, mask, labels, sums, counts, pooling, sq_sums)
 
 
 def gram_update_(

@@ -56,6 +56,23 @@ def _max_length(tokenizer: Any, max_length: int | None) -> int | None:
     return int(mml) if isinstance(mml, int) and 0 < mml < 10**7 else None
 
 
+def last_token_capture(layer: int, n_rows: int, stat_dtype: str = "float32") -> tuple[CaptureSpec, Any, dict]:
+    """The scan's capture: (spec, sink, store); the sink fills ``store["rows"]`` (n_rows, d) in data order
+    and ``store["gram"]`` (per-class ``GramMatrix``) from the metadata ``labels`` and ``index``."""
+    store: dict[str, Any] = {}
+
+    def sink(ev: Any) -> None:  # on the layer's device; ev.value (B, d) = last valid token of each row
+        v = ev.value
+        last = v if v.dtype == torch.float64 else v.float()  # rows kept in float32 (float64 for float64 models)
+        if "rows" not in store:
+            store["rows"] = torch.zeros(n_rows, last.shape[1], dtype=last.dtype, device=last.device)
+            store["gram"] = GramMatrix(last.shape[1], NUM_CLASSES, dtype=stat_dtype, device=last.device)
+        store["rows"].index_copy_(0, ev.take("index"), last)
+        store["gram"].update(last, ev.take("labels"))
+
+    return CaptureSpec("block_output", [layer], reduce="last", name="tellme"), sink, store
+
+
 @torch.no_grad()
 def collect_last_token(
     model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], layer: int, *,
@@ -73,19 +90,8 @@ def collect_last_token(
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     if labels.numel() and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise ConfigError("TELLME labels must be 0 (unsafe) or 1 (safe)")
-    store: dict[str, Any] = {}
-
-    def sink(ev: Any) -> None:  # on the layer's device; ev.value (B, d) = last valid token of each row
-        v = ev.value
-        last = v if v.dtype == torch.float64 else v.float()  # rows kept in float32 (float64 for float64 models)
-        if "rows" not in store:
-            store["rows"] = torch.zeros(len(chats), last.shape[1], dtype=last.dtype, device=last.device)
-            store["gram"] = GramMatrix(last.shape[1], NUM_CLASSES, dtype=stat_dtype, device=last.device)
-        store["rows"].index_copy_(0, ev.take("index"), last)
-        store["gram"].update(last, ev.take("labels"))
-
+    spec, sink, store = last_token_capture(layer, len(chats), stat_dtype)
     device = input_device(anatomy, model)
-    spec = CaptureSpec("block_output", [layer], reduce="last")
     no_mask = causal_right_padding and padding_side == "right"
     with Capture(model, [spec], sink, anatomy=anatomy, causal_right_padding=no_mask) as cap:
         prefix = cap.shared_prefix(ids) if share_prefix and padding_side == "right" else None
