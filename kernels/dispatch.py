@@ -1,5 +1,8 @@
 """Backend choice for the statistics kernels: Triton for CUDA tensors, torch otherwise.
 
+The joint histogram's GPU path is a CUDA kernel with shared-memory atomics through CuPy
+(``histogram_cuda.py``) when cupy is installed, its Triton kernel otherwise.
+
 Every op takes ``backend``: ``"auto"`` (the process default, see below), ``"triton"``
 (force the kernel; on CPU it runs only under ``TRITON_INTERPRET=1``) or ``"torch"``
 (the reference path). The process default starts as ``"auto"`` = Triton when all tensors
@@ -27,6 +30,7 @@ from contextlib import contextmanager
 
 import torch
 
+from . import histogram_cuda
 from .grad_abs import grad_abs_sum_ref, grad_abs_sum_triton
 from .gram import gram_update_ref, gram_update_triton
 from .histogram import histogram_mutual_information, joint_histogram_ref, joint_histogram_triton
@@ -158,9 +162,14 @@ def joint_histogram_(
     """``counts[s, a, b]`` += #{k : x[s, k] in bin a, y[s, k] (or y[k]) in bin b}; equal-width, edges clamped.
 
     ``counts`` (S, BINS, BINS) int32/int64/float32/float64; ranges are floats or (S,) tensors.
+    On CUDA tensors the CuPy kernel (shared-memory atomics) runs when cupy is installed and the histogram
+    fits its shared memory, else the Triton kernel.
     """
     if resolve_backend(backend, (x, y), (counts,)) == "triton":
-        joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y)
+        if x.is_cuda and histogram_cuda.available() and histogram_cuda.supports(x, y, counts):
+            histogram_cuda.joint_histogram_cuda(x, y, counts, lo_x, hi_x, lo_y, hi_y)
+        else:
+            joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y)
     else:
         joint_histogram_ref(x, y, counts, lo_x, hi_x, lo_y, hi_y)
 

@@ -134,8 +134,8 @@ def _check(hidden, mask, labels, sums, counts, pooling, sq_sums=None) -> None:
     if counts.dtype not in (torch.int32, torch.int64, torch.float32, torch.float64):
         raise ValueError(f"counts: expected int32/int64/float32/float64, got {counts.dtype}")
     check_labels("labels", labels, B, K)
-    if sq_sums is not None and (tuple(sq_sums.shape) != (K,) or not sq_sums.is_contiguous()
-                                or sq_sums.device != hidden.device or sq_sums.dtype not in (torch.float32, torch.float64)):
+    if sq_sums is not None and (tuple(sq_sums.shape) != (K,) or not sq_sums.is_contiguous() or sq_sums.device
+                                != hidden.device or sq_sums.dtype not in (torch.float32, torch.float64)):
         raise ValueError(f"sq_sums: expected a contiguous float32/float64 tensor of shape ({K},) on {hidden.device}")
 
 

@@ -44,7 +44,8 @@ def main() -> int:
         build(pool._pooled_class_sum_kernel, pool_sig,
               dict(POOLING=pooling, HAS_MASK=True, BLOCK_T=64, BLOCK_D=128, HAS_SQ=False))
     pool_sig64 = pool_sig | dict(hidden_ptr="*fp32", sums_ptr="*fp64", counts_ptr="*i64", sq_ptr="*fp64")
-    build(pool._pooled_class_sum_kernel, pool_sig64, dict(POOLING=0, HAS_MASK=False, BLOCK_T=32, BLOCK_D=64, HAS_SQ=False))
+    build(pool._pooled_class_sum_kernel, pool_sig64,
+          dict(POOLING=0, HAS_MASK=False, BLOCK_T=32, BLOCK_D=64, HAS_SQ=False))
     sq_sig = pool_sig | dict(sums_ptr="*fp64", counts_ptr="*fp64", sq_ptr="*fp64")  # X-Boundary: bf16 in, fp64 moments
     build(pool._pooled_class_sum_kernel, sq_sig, dict(POOLING=0, HAS_MASK=True, BLOCK_T=64, BLOCK_D=128, HAS_SQ=True))
 

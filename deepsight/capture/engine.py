@@ -38,6 +38,7 @@ from deepsight.capture._sites import (
 )
 from deepsight.capture.spec import CaptureSpec
 from deepsight.errors import ConfigError
+from deepsight.models.io import input_device
 
 Sink = Callable[["CaptureEvent"], None]
 log = logging.getLogger("deepsight")
@@ -455,7 +456,7 @@ class Capture:
             return None
         from transformers import DynamicCache
 
-        device = self.model.get_input_embeddings().weight.device
+        device = input_device(self.model, self.anatomy)
         ids = torch.as_tensor(list(seqs[0][:n]), dtype=torch.long, device=device)
         try:
             cache = DynamicCache(config=self.model.config)

@@ -29,20 +29,19 @@ import logging
 import math
 import re
 from collections import Counter
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
+from deepsight.config.plain import config_dict
 from deepsight.config.schema import HardwareConfig
 from deepsight.data.mi_peaks import load_mi_peaks_items
-from deepsight.diagnostics._chat_tokens import pad_id
-from deepsight.diagnostics._model_io import input_device
 from deepsight.diagnostics.hsic import HSICAnswer
 from deepsight.diagnostics.mi_histogram import histogram_mi, spearman
 from deepsight.diagnostics.registry import ScanContext, register_scan
 from deepsight.generation.decode import decode_batch
+from deepsight.models.io import input_device, pad_id
 
 log = logging.getLogger("deepsight")
 ALPHA = re.compile(r"^[a-zA-Z]+$")
@@ -118,7 +117,7 @@ def answer_states(model, anatomy, layer: int, tokenizer, texts: list[str], *, ba
     spec = CaptureSpec("block_output", [layer], reduce="last", name="mi_peaks_answer")
     with Capture(model, [spec], sink, anatomy=anatomy, causal_right_padding=hw.causal_right_padding) as cap:
         for b in iter_batches(encoded, max_batch_tokens=hw.max_batch_tokens, pad_id=pad_id(tokenizer), side="right",
-                              max_batch_size=batch_size, device=input_device(anatomy, model)):
+                              max_batch_size=batch_size, device=input_device(model, anatomy)):
             cap.forward(b.input_ids, b.attention_mask, index=b.index)
     return out  # type: ignore[return-value]
 
@@ -213,14 +212,6 @@ def run_mi_peaks(model, tokenizer, anatomy, items: list[tuple[str, str]], cfg,
     return {"metrics": metrics, "details": details, "warnings": warnings}
 
 
-def _cfg_dict(cfg: Any) -> dict:
-    if is_dataclass(cfg):
-        return asdict(cfg)
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
 @register_scan("mi_peaks")
 def mi_peaks_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     from deepsight.report.figures import plot_trajectory
@@ -242,7 +233,7 @@ def mi_peaks_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     res["figures"] = [str(fig.relative_to(ctx.run_dir))]
     res["details"]["mean_trajectory_peaks"] = peaks
     res["details"]["data"] = str(path)
-    res["config"] = _cfg_dict(cfg)
+    res["config"] = config_dict(cfg)
     for w in res["warnings"]:
         log.warning("mi_peaks: %s", w)
     return res

@@ -27,13 +27,15 @@ import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
 from deepsight.capture.reduce import masked_mean
+from deepsight.config.plain import config_dict
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.data.xboundary import CLASS_NAMES, load_xboundary
-from deepsight.diagnostics._chat_tokens import pad_id, render_chats, tokenize
-from deepsight.diagnostics._model_io import input_device, num_blocks
+from deepsight.diagnostics._chat_tokens import render_chats, tokenize
+from deepsight.diagnostics._model_io import num_blocks
 from deepsight.diagnostics.registry import ScanContext, register_scan
 from deepsight.diagnostics.xboundary_metrics import NUM_CLASSES, layer_metrics, summarize_layers
 from deepsight.errors import ConfigError
+from deepsight.models.io import input_device, pad_id
 from deepsight.stats import ClassCentroids
 
 
@@ -107,7 +109,7 @@ def collect_pooled_moments(
     ids = tokenize(tokenizer, render_chats(tokenizer, chats), add_special_tokens=False, max_length=max_length)
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     spec, sink, moments, rows = pooled_moments_capture(layers, len(chats), keep_rows)
-    device = input_device(anatomy, model)
+    device = input_device(model, anatomy)
     with Capture(model, [spec], sink, anatomy=anatomy, causal_right_padding=causal_right_padding) as cap:
         prefix = cap.shared_prefix(ids) if share_prefix else None
         if info is not None:
@@ -175,9 +177,8 @@ def xboundary_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat], w
     moments, rows = collect_pooled_moments(
         ctx.model, ctx.tokenizer, ctx.anatomy, chats, sorted(set(layers) | set(proj)),
         max_length=cfg.max_length, max_batch_size=cfg.batch_size,
-        max_batch_tokens=getattr(hw, "max_batch_tokens", 16384) if hw is not None else 16384, keep_rows=set(proj),
-        share_prefix=getattr(hw, "share_prefix", True) if hw is not None else True, info=info,
-        causal_right_padding=getattr(hw, "causal_right_padding", True) if hw is not None else True)
+        max_batch_tokens=hw.max_batch_tokens, keep_rows=set(proj), share_prefix=hw.share_prefix, info=info,
+        causal_right_padding=hw.causal_right_padding)
     per_layer = {}
     for idx in layers:
         vals, w = layer_metrics(moments[idx])
@@ -218,18 +219,5 @@ def run_xboundary(ctx: ScanContext, cfg: Any) -> dict:
     result["details"]["selection"] = (f"first {cfg.n_per_class} records per class (reference compat)"
                                       if cfg.sampling == "first" else
                                       f"{cfg.n_per_class} random records per class, seed {cfg.seed}, file order")
-    result["config"] = _config_dict(cfg)
+    result["config"] = config_dict(cfg)
     return result
-
-
-def _config_dict(cfg: Any) -> dict:
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(cfg):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:
-        pass
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(cfg) if is_dataclass(cfg) else dict(cfg)
