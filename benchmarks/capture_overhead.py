@@ -3,12 +3,13 @@
 Same model, same length-bucketed batches (already on the device), timed alternately:
 
 - bare:    the forward stopped after block k (``truncated_forward``'s mechanism, no other hook)
-- capture: the same forward with the X-Boundary and TELLME captures feeding their statistics:
-           block outputs at hidden_states indices floor(L/3), floor(2L/3) pooled (masked mean) into
-           per-class sums in the fused kernel (``ClassCentroids``), and the last-token block output
-           at max(0, floor(0.6666 L) - 1) into per-class Gram matrices (``GramMatrix``); k = deepest.
+- capture: the same forward with each scan's own capture (spec + sink, the code the scan runs):
+           X-Boundary (``xboundary.pooled_moments_capture``: hidden_states indices floor(L/3), floor(2L/3)
+           pooled and added into float64 class moments by the fused kernel, ``ClassCentroids(spread=True)``)
+           and TELLME (``tellme.last_token_capture``: last-token block output at max(0, floor(0.6666 L) - 1)
+           into per-class Gram matrices, ``GramMatrix``); k = the scan's deepest block. Each scan is timed
+           alone, with the Capture options the scan uses (``causal_right_padding``; TELLME's last-token MLP).
 
-The capture runs whole blocks (``last_token_mlp=False``): the overhead is measured on the same work.
 Prints the median time of each pass, the ratio capture / bare (targets, measured not asserted:
 <= 1.10x on CPU with SmolLM2, <= 1.03x on H100), the full forward without early exit for scale,
 and on CUDA the peak extra memory of the capture, for N and 2N samples (it must not grow with N;
@@ -29,7 +30,8 @@ import time
 import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
-from deepsight.stats import ClassCentroids, GramMatrix
+from deepsight.diagnostics.tellme import last_token_capture, resolve_layer
+from deepsight.diagnostics.xboundary import pooled_moments_capture, resolve_layers
 
 
 def load(random_weights: bool, device: torch.device, dtype: torch.dtype):
@@ -66,31 +68,37 @@ def make_batches(n: int, lo: int, hi: int, vocab: int, budget: int, device: torc
     labels = torch.randint(0, 3, (n,), generator=g)
     out = []
     for b in iter_batches(seqs, max_batch_tokens=budget, pad_id=0, device=device):
-        out.append((b.input_ids, b.attention_mask, labels[b.index].to(device)))
+        out.append((b.input_ids, b.attention_mask, labels[b.index].to(device), b.index.to(device)))
     return out, sum(lengths)
 
 
-def scan_setup(model, num_layers: int, stat_dtype: str, backend: str = "auto"):
-    xb = sorted({max(0, num_layers // 3 - 1), max(0, 2 * num_layers // 3 - 1)})  # hidden_states idx i = block i-1
-    tellme = max(0, int(0.6666 * num_layers) - 1)
-    cents: dict[int, ClassCentroids] = {}
-    grams: dict[int, GramMatrix] = {}
+def scan_setups(num_layers: int, n: int, stat_dtype: str) -> dict:
+    """Each scan's capture as the scan builds it: name -> (spec, sink, statistics, stop block, Capture options)."""
+    xb_spec, xb_sink, moments, _ = pooled_moments_capture(resolve_layers("default", num_layers), n)
+    tm_spec, tm_sink, store = last_token_capture(resolve_layer(None, num_layers), n, stat_dtype)
 
-    def sink_xb(ev):
-        if ev.layer not in cents:
-            cents[ev.layer] = ClassCentroids(3, ev.hidden.shape[-1], dtype=stat_dtype, device=ev.device,
-                                            backend=backend)
-        cents[ev.layer].update(ev.hidden, ev.take("labels"), mask=ev.mask, pooling="mean")
+    def tm_labels(ev):  # TELLME's two classes from the benchmark's three labels
+        return tm_sink(_Relabel(ev))
 
-    def sink_tellme(ev):
-        if ev.layer not in grams:
-            grams[ev.layer] = GramMatrix(ev.value.shape[-1], num_classes=2, dtype=stat_dtype, device=ev.device,
-                                        backend=backend)
-        grams[ev.layer].update(ev.value, ev.take("labels").clamp_max(1))
+    xb_stop = max(xb_spec.layers) - 1  # hidden_states index i = output of block i - 1
+    return {
+        "X-Boundary": (xb_spec, xb_sink, moments, xb_stop, {"causal_right_padding": True}),
+        "TELLME": (tm_spec, tm_labels, store, tm_spec.layers[0], {"causal_right_padding": True}),
+    }
 
-    specs = [CaptureSpec("block_output", xb, "none", name="xboundary"),
-             CaptureSpec("block_output", [tellme], "last", name="tellme")]
-    return specs, {"xboundary": sink_xb, "tellme": sink_tellme}, cents, grams, max(xb + [tellme])
+
+class _Relabel:
+    """An event whose ``labels`` are clamped to {0, 1} (everything else passes through)."""
+
+    def __init__(self, ev):
+        self._ev = ev
+
+    def take(self, key):
+        v = self._ev.take(key)
+        return v.clamp_max(1) if key == "labels" else v
+
+    def __getattr__(self, name):
+        return getattr(self._ev, name)
 
 
 def run_pass(make_capture, batches, device) -> float:
@@ -98,17 +106,16 @@ def run_pass(make_capture, batches, device) -> float:
     sync(device)
     t0 = time.perf_counter()
     with make_capture() as cap:
-        for ids, mask, labels in batches:
-            cap.forward(ids, mask, labels=labels)
+        for ids, mask, labels, index in batches:
+            cap.forward(ids, mask, labels=labels, index=index)
     sync(device)
     return time.perf_counter() - t0
 
 
-def peak_extra(model, batches, specs, sinks, stop, device) -> tuple[float, float]:
+def peak_extra(make_bare, make_capture, batches, device) -> tuple[float, float]:
     """(bare peak, capture peak) bytes above the memory allocated before the pass (CUDA only)."""
     peaks = []
-    for make in (lambda: Capture(model, [], stop_after=stop),
-                 lambda: Capture(model, specs, sinks, last_token_mlp=False)):
+    for make in (make_bare, make_capture):
         torch.cuda.empty_cache()
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -117,36 +124,14 @@ def peak_extra(model, batches, specs, sinks, stop, device) -> tuple[float, float
     return peaks[0], peaks[1]
 
 
-def breakdown(model, anatomy, specs, sinks, stop, batches, device, repeats: int) -> None:
-    """Median ratio over the bare pass of: hooks with no-op sinks, each capture alone; then a CPU profile."""
-    import cProfile
-    import pstats
-
-    variants = {
-        "hooks, no-op sinks": ([CaptureSpec(s.site, s.layers, "none", name=s.name) for s in specs],
-                               {s.name: (lambda ev: None) for s in specs}),
-        "X-Boundary capture only": ([specs[0]], {specs[0].name: sinks[specs[0].name]}),
-        "TELLME capture only": ([specs[1]], {specs[1].name: sinks[specs[1].name]}),
-    }
-    def bare_capture():
-        return Capture(model, [], stop_after=stop, anatomy=anatomy)
-
-    for label, (sp, sk) in variants.items():
-        def make(sp=sp, sk=sk):
-            return Capture(model, sp, sk, anatomy=anatomy, stop_after=stop, last_token_mlp=False)
-
-        run_pass(make, batches, device)
-        b_t, v_t = [], []
-        for _ in range(repeats):  # interleaved with its own bare passes
-            b_t.append(run_pass(bare_capture, batches, device))
-            v_t.append(run_pass(make, batches, device))
-        b, t = statistics.median(b_t), statistics.median(v_t)
-        print(f"  {label:26s}: {t * 1e3:9.1f} ms vs bare {b * 1e3:9.1f} ms  ratio {t / b:.3f}x")
-    prof = cProfile.Profile()
-    prof.enable()
-    run_pass(lambda: Capture(model, specs, sinks, anatomy=anatomy, last_token_mlp=False), batches, device)
-    prof.disable()
-    pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+def timed_pair(make_bare, make_capture, batches, device, repeats: int) -> tuple[list[float], list[float]]:
+    run_pass(make_bare, batches, device)  # warm-up (allocator, kernels' JIT)
+    run_pass(make_capture, batches, device)
+    bare_t, cap_t = [], []
+    for _ in range(repeats):  # alternate so that drift hits both sides alike
+        bare_t.append(run_pass(make_bare, batches, device))
+        cap_t.append(run_pass(make_capture, batches, device))
+    return bare_t, cap_t
 
 
 def main() -> None:
@@ -179,48 +164,59 @@ def main() -> None:
 
     anatomy = inspect_model(model)
     num_layers = anatomy.num_layers
-    specs, sinks, cents, grams, stop = scan_setup(model, num_layers, args.stat_dtype, args.stat_backend)
+    setups = scan_setups(num_layers, n, args.stat_dtype)
     batches, tokens = make_batches(n, lo, hi, model.config.vocab_size, budget, device)
     dev_name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
     print(f"model: {name}, {num_layers} blocks, d={anatomy.hidden_size}, dtype={dtype}; device: {dev_name}")
-    print(f"{n} samples, {tokens} tokens, {len(batches)} length-bucketed batches (budget {budget} tokens); "
-          f"captures: block outputs {specs[0].layers} (mean -> class sums), {specs[1].layers} (last -> class Gram); "
-          f"both passes stop after block {stop}")
+    print(f"{n} samples, {tokens} tokens, {len(batches)} length-bucketed batches (budget {budget} tokens)")
+    if args.stat_backend != "auto":
+        from deepsight.kernels import dispatch
 
-    def bare_capture():
-        return Capture(model, [], stop_after=stop, anatomy=anatomy)
+        dispatch.set_default_backend(args.stat_backend)
+    target = 1.03 if gpu else 1.10
+    for scan, (spec, sink, _stats, stop, options) in setups.items():
+        def bare_capture(stop=stop, options=options):
+            return Capture(model, [], stop_after=stop, anatomy=anatomy, **options)
 
-    def scan_capture():
-        return Capture(model, specs, sinks, anatomy=anatomy, last_token_mlp=False)
+        def scan_capture(spec=spec, sink=sink, options=options):
+            return Capture(model, [spec], sink, anatomy=anatomy, **options)
 
-    run_pass(bare_capture, batches, device)  # warm-up (allocator, kernels' JIT)
-    run_pass(scan_capture, batches, device)
-    bare_t, cap_t = [], []
-    for _ in range(repeats):  # alternate so that drift hits both sides alike
-        bare_t.append(run_pass(bare_capture, batches, device))
-        cap_t.append(run_pass(scan_capture, batches, device))
-    full_t = float("nan")
+        bare_t, cap_t = timed_pair(bare_capture, scan_capture, batches, device, repeats)
+        bare, capt = statistics.median(bare_t), statistics.median(cap_t)
+        print(f"== {scan}: capture {spec.site} {list(spec.layers)} reduce={spec.reduce}, both passes stop after "
+              f"block {stop}")
+        if args.breakdown:
+            def hooks_only(spec=spec, stop=stop, options=options):
+                return Capture(model, [CaptureSpec(spec.site, spec.layers, "none")], lambda ev: None,
+                               anatomy=anatomy, stop_after=stop, last_token_mlp=False, **options)
+
+            b_t, h_t = timed_pair(bare_capture, hooks_only, batches, device, repeats)
+            print(f"  hooks, no-op sink    : ratio {statistics.median(h_t) / statistics.median(b_t):.3f}x")
+        print(f"  bare truncated forward : {bare * 1e3:9.1f} ms  ({tokens / bare:,.0f} tokens/s)")
+        print(f"  capture + statistics   : {capt * 1e3:9.1f} ms")
+        print(f"  RATIO capture/bare = {capt / bare:.3f}x  (target <= {target:.2f}x; "
+              f"min-based {min(cap_t) / min(bare_t):.3f}x)")
+        if gpu:
+            half = batches[: max(1, len(batches) // 2)]
+            for label, bs in (("N/2 samples", half), ("N samples", batches)):
+                b_peak, c_peak = peak_extra(bare_capture, scan_capture, bs, device)
+                print(f"  peak memory above model, {label}: bare {b_peak / 2**20:.1f} MiB, capture "
+                      f"{c_peak / 2**20:.1f} MiB, extra {(c_peak - b_peak) / 2**20:.2f} MiB")
     if not args.quick:
         full_t = run_pass(lambda: Capture(model, [], early_exit=False, anatomy=anatomy), batches, device)
-    bare, capt = statistics.median(bare_t), statistics.median(cap_t)
+        print(f"full forward (no exit) : {full_t * 1e3:9.1f} ms")
+    moments = setups["X-Boundary"][2]
+    assert moments and all(float(c.class_counts.sum()) > 0 for c in moments.values())
     if args.breakdown:
-        breakdown(model, anatomy, specs, sinks, stop, batches, device, repeats)
-    print(f"bare truncated forward : {bare * 1e3:9.1f} ms  ({tokens / bare:,.0f} tokens/s)")
-    print(f"capture + statistics   : {capt * 1e3:9.1f} ms")
-    print(f"full forward (no exit) : {full_t * 1e3:9.1f} ms")
-    target = 1.03 if gpu else 1.10
-    print(f"RATIO capture/bare = {capt / bare:.3f}x  (target <= {target:.2f}x; "
-          f"min-based {min(cap_t) / min(bare_t):.3f}x)")
-    stat_bytes = sum(t.numel() * t.element_size() for s in [*cents.values(), *grams.values()]
-                     for t in s._tensors().values())
-    print(f"statistics size: {stat_bytes / 2**20:.2f} MiB (grows with d and classes, not with samples)")
-    assert all(float(c.class_counts.sum()) > 0 for c in cents.values())
-    if gpu:
-        half = batches[: max(1, len(batches) // 2)]
-        for label, bs in (("N/2 samples", half), ("N samples", batches)):
-            b_peak, c_peak = peak_extra(model, bs, specs, sinks, stop, device)
-            print(f"peak memory above model, {label}: bare {b_peak / 2**20:.1f} MiB, capture {c_peak / 2**20:.1f} MiB, "
-                  f"extra {(c_peak - b_peak) / 2**20:.2f} MiB")
+        import cProfile
+        import pstats
+
+        spec, sink, _, _, options = setups["X-Boundary"]
+        prof = cProfile.Profile()
+        prof.enable()
+        run_pass(lambda: Capture(model, [spec], sink, anatomy=anatomy, **options), batches, device)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(12)
 
 
 if __name__ == "__main__":

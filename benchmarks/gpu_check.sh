@@ -3,7 +3,9 @@
 #   1. tests/test_kernels_*.py and tests/test_capture_gpu.py natively on CUDA (TRITON_INTERPRET unset;
 #      bf16 operands reach tl.dot)
 #   2. benchmarks/kernels.py --quick --sweep (Triton vs torch, GB/s vs the measured D2D copy, TFLOP/s;
-#      then each kernel's CUDA_LAUNCH alternatives, fastest first)
+#      then each kernel's CUDA_LAUNCH alternatives, fastest first); with cupy installed (pip install cupy-cuda12x
+#      or the "gpu" extra) the joint histogram's CUDA kernel with shared-memory atomics too (row cuda-smem,
+#      target >= 0.6 of copy) and its exact-count test tests/test_kernels_histogram_cuda.py
 #   3. benchmarks/capture_overhead.py --quick
 # then a short table of each step's status and time (step limits 180 + 200 + 100 s: < 8 min in all).
 # Exit status: non-zero if a step failed.
@@ -30,6 +32,11 @@ import torch, triton
 p = torch.cuda.get_device_properties(0) if torch.cuda.is_available() else None
 print(f"torch {torch.__version__}  triton {triton.__version__}  device: {p.name if p else 'NO CUDA'}"
       + (f" ({p.multi_processor_count} SMs)" if p else ""))
+try:
+    import cupy
+    print(f"cupy {cupy.__version__}: joint histogram through the CUDA shared-memory kernel")
+except Exception as e:
+    print(f"no cupy ({type(e).__name__}): joint histogram through Triton; pip install cupy-cuda12x to time cuda-smem")
 EOF
 
 names=(); codes=(); secs=()

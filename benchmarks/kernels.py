@@ -2,7 +2,8 @@
 
 For each op (pooling + class sums, Gram, joint histogram, per-sample |grad| sum, fused
 importance top-k) one setup is timed with providers ``triton`` and ``torch`` (plus the
-histogram's per-pair-atomics variant ``triton-atomics``) (median of
+histogram's per-pair-atomics variant ``triton-atomics`` and, with cupy installed, its CUDA kernel with
+shared-memory atomics ``cuda-smem``, the one the dispatch then runs; target >= 0.6 of copy) (median of
 repeats: ``triton.testing.do_bench`` on GPU with L2 flushed between runs,
 ``time.perf_counter`` on CPU, where only the torch path is timed). Each row gives the
 bytes the op must move at least (inputs read once, accumulators read and written), the
@@ -202,10 +203,27 @@ def make_cases(dispatch, device: torch.device, gpu: bool) -> list[Case]:
         finally:
             hist_module._local_hist_ok[0] = saved
 
-    def hist_result(backend, xs=xs, y=y, S=S):
+    hist_cuda = sys.modules["deepsight.kernels.histogram_cuda"]
+
+    def hist_op(backend, xs=xs, y=y, c=None):  # "triton" = the Triton kernel even where the dispatch takes CuPy
+        c = hcounts if c is None else c
+        if backend == "triton":
+            hist_module.joint_histogram_triton(xs, y, c, -3.0, 3.0, -3.0, 3.0)
+        else:
+            dispatch.joint_histogram_(xs, y, c, -3.0, 3.0, -3.0, 3.0, backend=backend)
+
+    def hist_result(backend, S=S):
         c = torch.zeros(S, bins, bins, device=device)
-        dispatch.joint_histogram_(xs, y, c, -3.0, 3.0, -3.0, 3.0, backend=backend)
+        hist_op(backend, c=c)
         return c
+
+    hist_variants = {"triton-atomics": hist_atomics}
+    if gpu and hist_cuda.available():
+        hist_variants["cuda-smem"] = lambda xs=xs, y=y: hist_cuda.joint_histogram_cuda(xs, y, hcounts, -3.0, 3.0,
+                                                                                        -3.0, 3.0)
+        check = torch.zeros(S, bins, bins, device=device)
+        hist_cuda.joint_histogram_cuda(xs, y, check, -3.0, 3.0, -3.0, 3.0)
+        assert torch.equal(check, hist_result("torch")), "cuda-smem histogram differs from the torch reference"
 
     cases.append(
         Case(
@@ -214,9 +232,9 @@ def make_cases(dispatch, device: torch.device, gpu: bool) -> list[Case]:
             "fp32",
             xs.numel() * 4 + y.numel() * 4 + hcounts.numel() * 4 * 2,
             0,
-            lambda b: dispatch.joint_histogram_(xs, y, hcounts, -3.0, 3.0, -3.0, 3.0, backend=b),
+            hist_op,
             hist_result,
-            {"triton-atomics": hist_atomics},
+            hist_variants,
         )
     )
 

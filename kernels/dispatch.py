@@ -1,5 +1,8 @@
 """Backend choice for the statistics kernels: Triton for CUDA tensors, torch otherwise.
 
+The joint histogram's GPU path is a CUDA kernel with shared-memory atomics through CuPy
+(``histogram_cuda.py``) when cupy is installed, its Triton kernel otherwise.
+
 Every op takes ``backend``: ``"auto"`` (the process default, see below), ``"triton"``
 (force the kernel; on CPU it runs only under ``TRITON_INTERPRET=1``) or ``"torch"``
 (the reference path). The process default starts as ``"auto"`` = Triton when all tensors
@@ -27,6 +30,7 @@ from contextlib import contextmanager
 
 import torch
 
+from . import histogram_cuda
 from .expert_routing import expert_routing_ref, expert_routing_triton
 from .grad_abs import grad_abs_sum_ref, grad_abs_sum_triton
 from .gram import gram_update_ref, gram_update_triton
@@ -115,17 +119,19 @@ def pooled_class_sum_(
     counts: torch.Tensor,
     pooling: str = "mean",
     backend: str = "auto",
+    sq_sums: torch.Tensor | None = None,
 ) -> None:
-    """Pool ``hidden`` (B, T, D) per row and add into ``sums[labels[b]]`` (K, D), ``counts[labels[b]]`` += 1.
+    """Pool ``hidden`` (B, T, D) per row and add into ``sums[labels[b]]`` (K, D), ``counts[labels[b]]`` += 1
+    and, if given, ``sq_sums[labels[b]]`` (K,) += ||p_b||^2.
 
     pooling "mean": sum_t m h / max(sum_t m, 1e-9); "sum"; "last": the last position where
     mask != 0 (left or right padding). Rows with label < 0 or no valid token add nothing
     and are not counted. ``mask`` (B, T) bool/int or None (all valid).
     """
     if resolve_backend(backend, (hidden,), (sums,)) == "triton":
-        pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling)
+        pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling, sq_sums)
     else:
-        pooled_class_sum_ref(hidden, mask, labels, sums, counts, pooling)
+        pooled_class_sum_ref(hidden, mask, labels, sums, counts, pooling, sq_sums)
 
 
 def gram_update_(
@@ -158,9 +164,14 @@ def joint_histogram_(
     """``counts[s, a, b]`` += #{k : x[s, k] in bin a, y[s, k] (or y[k]) in bin b}; equal-width, edges clamped.
 
     ``counts`` (S, BINS, BINS) int32/int64/float32/float64; ranges are floats or (S,) tensors.
+    On CUDA tensors the CuPy kernel (shared-memory atomics) runs when cupy is installed and the histogram
+    fits its shared memory, else the Triton kernel.
     """
     if resolve_backend(backend, (x, y), (counts,)) == "triton":
-        joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y)
+        if x.is_cuda and histogram_cuda.available() and histogram_cuda.supports(x, y, counts):
+            histogram_cuda.joint_histogram_cuda(x, y, counts, lo_x, hi_x, lo_y, hi_y)
+        else:
+            joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y)
     else:
         joint_histogram_ref(x, y, counts, lo_x, hi_x, lo_y, hi_y)
 

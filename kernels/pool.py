@@ -6,7 +6,9 @@ For each row b of a block output ``hidden`` (B, T, D) with token mask m (B, T):
     sum:  p_b = sum_t m_bt h_bt
     last: p_b = h_{b, t*} with t* the last position where m_bt != 0 (left or right padding)
 
-then ``sums[labels[b]] += p_b`` and ``counts[labels[b]] += 1``. Rows with a negative label
+then ``sums[labels[b]] += p_b`` and ``counts[labels[b]] += 1`` and, when ``sq_sums`` (K,) is given,
+``sq_sums[labels[b]] += ||p_b||^2`` (the second moment a within-class spread needs; squared in the
+accumulator's dtype). Rows with a negative label
 and rows with no valid token contribute nothing and are not counted (a zero vector would
 bias the centroid). The Triton kernel reads ``hidden`` in place (any strides, bf16/fp16/fp32),
 accumulates in fp32 and adds into the fp32/fp64 accumulators with atomics, so one call
@@ -39,12 +41,16 @@ CUDA_LAUNCH = {"block_d": 128, "block_t": 64, "num_warps": 4, "programs_per_sm":
 
 @lazy_jit
 def _pooled_class_sum_kernel(
-    hidden_ptr, mask_ptr, labels_ptr, sums_ptr, counts_ptr,
+    hidden_ptr, mask_ptr, labels_ptr, sums_ptr, counts_ptr, sq_ptr,
     stride_h_b, stride_h_t, stride_h_d, stride_m_b, stride_m_t,
     T, D, K, T_PER_SPLIT,
     POOLING: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_SQ: tl.constexpr,
 ):  # fmt: skip
-    """Program (b, d-block, t-split): p = pool(hidden[b, t-split, d-block]); atomically add to sums[labels[b]]."""
+    """Program (b, d-block, t-split): p = pool(hidden[b, t-split, d-block]); atomically add to sums[labels[b]].
+
+    HAS_SQ (launched with one t-split, so a program holds its d-block of p whole): also adds the block's
+    sum of p_d^2 to sq_sums[labels[b]]."""
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
     pid_t = tl.program_id(2)
@@ -105,9 +111,12 @@ def _pooled_class_sum_kernel(
     first = (pid_d == 0) & (pid_t == 0)
     one = (cnt > 0).to(counts_ptr.dtype.element_ty)
     tl.atomic_add(counts_ptr + safe_label, one, mask=ok & first)
+    if HAS_SQ:
+        a = tl.where(d_ok, acc, 0.0).to(sq_ptr.dtype.element_ty)
+        tl.atomic_add(sq_ptr + safe_label, tl.sum(a * a, axis=0), mask=ok)
 
 
-def _check(hidden, mask, labels, sums, counts, pooling) -> None:
+def _check(hidden, mask, labels, sums, counts, pooling, sq_sums=None) -> None:
     check_float_input("hidden", hidden, 3)
     B, T, D = hidden.shape
     if pooling not in POOLINGS:
@@ -125,11 +134,14 @@ def _check(hidden, mask, labels, sums, counts, pooling) -> None:
     if counts.dtype not in (torch.int32, torch.int64, torch.float32, torch.float64):
         raise ValueError(f"counts: expected int32/int64/float32/float64, got {counts.dtype}")
     check_labels("labels", labels, B, K)
+    if sq_sums is not None and (tuple(sq_sums.shape) != (K,) or not sq_sums.is_contiguous() or sq_sums.device
+                                != hidden.device or sq_sums.dtype not in (torch.float32, torch.float64)):
+        raise ValueError(f"sq_sums: expected a contiguous float32/float64 tensor of shape ({K},) on {hidden.device}")
 
 
-def pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling: str = "mean") -> None:
+def pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling: str = "mean", sq_sums=None) -> None:
     """Triton path of :func:`deepsight.kernels.dispatch.pooled_class_sum_`."""
-    _check(hidden, mask, labels, sums, counts, pooling)
+    _check(hidden, mask, labels, sums, counts, pooling, sq_sums)
     B, T, D = hidden.shape
     if B == 0 or T == 0 or D == 0:
         return
@@ -140,7 +152,7 @@ def pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling: str = "
     n_d = cdiv(D, BLOCK_D)
     # Split long sequences across programs so small batches still fill the GPU.
     n_split = 1
-    if POOLINGS[pooling] != 2:
+    if POOLINGS[pooling] != 2 and sq_sums is None:  # a squared norm needs each row's sum whole
         if hidden.is_cuda:
             target = CUDA_LAUNCH["programs_per_sm"] * sm_count(hidden.device)
             n_split = max(1, min(cdiv(target, B * n_d), cdiv(T, 4 * BLOCK_T)))
@@ -151,21 +163,22 @@ def pooled_class_sum_triton(hidden, mask, labels, sums, counts, pooling: str = "
     m = as_mask_int(mask) if mask is not None else labels  # placeholder pointer when unused
     stride_m = (m.stride(0), m.stride(1)) if mask is not None else (0, 0)
     _pooled_class_sum_kernel[(B, n_d, n_split)](
-        hidden, m, labels, sums, counts,
+        hidden, m, labels, sums, counts, sums if sq_sums is None else sq_sums,
         hidden.stride(0), hidden.stride(1), hidden.stride(2), stride_m[0], stride_m[1],
         T, D, sums.shape[0], t_per_split,
         POOLING=POOLINGS[pooling], HAS_MASK=mask is not None, BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D,
-        num_warps=4 if interp else CUDA_LAUNCH["num_warps"],
+        HAS_SQ=sq_sums is not None, num_warps=4 if interp else CUDA_LAUNCH["num_warps"],
     )  # fmt: skip
 
 
-def pooled_class_sum_ref(hidden, mask, labels, sums, counts, pooling: str = "mean") -> None:
-    """Plain-torch path and reference: computes in the accumulator's dtype (fp64 if ``sums`` is fp64)."""
-    _check(hidden, mask, labels, sums, counts, pooling)
+def pooled_class_sum_ref(hidden, mask, labels, sums, counts, pooling: str = "mean", sq_sums=None) -> None:
+    """Plain-torch path and reference. Pools like the kernel (float32 for 16/32-bit states, float64 for
+    float64 ones) and adds in the accumulators' dtype; ``sq_sums`` gets ||p||^2 in that dtype."""
+    _check(hidden, mask, labels, sums, counts, pooling, sq_sums)
     B, T, D = hidden.shape
     if B == 0:
         return
-    h = hidden.to(sums.dtype)  # (B, T, D)
+    h = hidden.to(torch.promote_types(hidden.dtype, torch.float32))  # (B, T, D)
     valid = torch.ones(B, T, dtype=torch.bool, device=h.device) if mask is None else mask != 0
     n_valid = valid.sum(1)  # (B,)
     if pooling == "last":
@@ -173,10 +186,15 @@ def pooled_class_sum_ref(hidden, mask, labels, sums, counts, pooling: str = "mea
         last = torch.where(valid, pos, -1).amax(1) if T else torch.full((B,), -1, device=h.device)
         pooled = h[torch.arange(B, device=h.device), last.clamp_min(0)]  # (B, D)
     else:
-        pooled = torch.einsum("bt,btd->bd", valid.to(h.dtype), h)  # (B, D)
+        w = valid.to(h.dtype)  # (B, T)
+        pooled = torch.einsum("btd,bt->bd", h, w)  # (B, D)
         if pooling == "mean":
-            pooled = pooled / n_valid.to(h.dtype).clamp_min(1e-9)[:, None]
+            pooled = pooled / w.sum(1, keepdim=True).clamp_min(1e-9)
     keep = (labels >= 0) & (n_valid > 0)
     lab = labels[keep].to(torch.int64)
-    sums.index_add_(0, lab, pooled[keep].to(sums.dtype))
+    p = pooled[keep].to(sums.dtype)
+    sums.index_add_(0, lab, p)
     counts.index_add_(0, lab, torch.ones(lab.shape[0], dtype=counts.dtype, device=counts.device))
+    if sq_sums is not None:
+        sq = p.to(sq_sums.dtype)
+        sq_sums.index_add_(0, lab, (sq * sq).sum(1))

@@ -36,13 +36,18 @@ def strides(*names: str) -> dict[str, str]:
 
 
 def main() -> int:
-    pool_sig = dict(hidden_ptr="*bf16", mask_ptr="*u8", labels_ptr="*i64", sums_ptr="*fp32", counts_ptr="*fp32")
+    pool_sig = dict(hidden_ptr="*bf16", mask_ptr="*u8", labels_ptr="*i64", sums_ptr="*fp32", counts_ptr="*fp32",
+                    sq_ptr="*fp32")
     pool_sig |= strides("stride_h_b", "stride_h_t", "stride_h_d", "stride_m_b", "stride_m_t")
     pool_sig |= strides("T", "D", "K", "T_PER_SPLIT")
     for pooling in (0, 1, 2):
-        build(pool._pooled_class_sum_kernel, pool_sig, dict(POOLING=pooling, HAS_MASK=True, BLOCK_T=64, BLOCK_D=128))
-    pool_sig64 = pool_sig | dict(hidden_ptr="*fp32", sums_ptr="*fp64", counts_ptr="*i64")
-    build(pool._pooled_class_sum_kernel, pool_sig64, dict(POOLING=0, HAS_MASK=False, BLOCK_T=32, BLOCK_D=64))
+        build(pool._pooled_class_sum_kernel, pool_sig,
+              dict(POOLING=pooling, HAS_MASK=True, BLOCK_T=64, BLOCK_D=128, HAS_SQ=False))
+    pool_sig64 = pool_sig | dict(hidden_ptr="*fp32", sums_ptr="*fp64", counts_ptr="*i64", sq_ptr="*fp64")
+    build(pool._pooled_class_sum_kernel, pool_sig64,
+          dict(POOLING=0, HAS_MASK=False, BLOCK_T=32, BLOCK_D=64, HAS_SQ=False))
+    sq_sig = pool_sig | dict(sums_ptr="*fp64", counts_ptr="*fp64", sq_ptr="*fp64")  # X-Boundary: bf16 in, fp64 moments
+    build(pool._pooled_class_sum_kernel, sq_sig, dict(POOLING=0, HAS_MASK=True, BLOCK_T=64, BLOCK_D=128, HAS_SQ=True))
 
     gram_sig = dict(x_ptr="*bf16", rows_ptr="*i64", seg_ptr="*i64", tiles_ptr="*i32", out_ptr="*fp32")
     gram_sig |= strides("stride_x_n", "stride_x_d", "stride_out_k", "D", "ROWS_PER_SPLIT")

@@ -19,7 +19,8 @@ def _scan(model, seqs, labels, device):
 
     def sink(ev):
         if ev.spec.name == "pool":
-            c = stats.setdefault(("pool", ev.layer), ClassCentroids(3, ev.hidden.shape[-1], device=ev.device))
+            c = stats.setdefault(("pool", ev.layer), ClassCentroids(3, ev.hidden.shape[-1], dtype="float64",
+                                                                     device=ev.device, spread=True))  # X-Boundary's
             c.update(ev.hidden, ev.take("labels"), mask=ev.mask, pooling="mean")
         else:
             g = stats.setdefault(("gram", ev.layer), GramMatrix(ev.value.shape[-1], num_classes=3, device=ev.device))
@@ -46,6 +47,8 @@ def test_cuda_scan_matches_cpu(dtype):
         assert gpu[key].device.type == "cuda"
         if key[0] == "pool":
             torch.testing.assert_close(gpu[key].centroids.cpu(), cpu[key].centroids, **tol)
+            scale = cpu[key].sq_norm_sums.max()  # squared norms from the same fused kernel (fp64 accumulators)
+            torch.testing.assert_close(gpu[key].sq_norm_sums.cpu() / scale, cpu[key].sq_norm_sums / scale, **tol)
         elif key[0] == "gram":
             scale = cpu[key].gram.abs().max()
             torch.testing.assert_close(gpu[key].gram.cpu() / scale, cpu[key].gram / scale, **tol)

@@ -122,13 +122,14 @@ def test_common_prefix_length():
 
 def test_rows_much_longer_than_the_prefix_run_whole(monkeypatch):
     import deepsight.capture.engine as engine
+    import deepsight.capture.prefix as prefix_mod
 
     model = tiny_llama(layers=2).double()
     seqs = _rows(10, [2, 3, 75, 100], model.config.vocab_size)
     spec = [CaptureSpec("block_output", [1], reduce="mean")]
     calls = []
-    real = engine.Capture._after_prefix
-    monkeypatch.setattr(engine.Capture, "_after_prefix", lambda self, *a: calls.append(a[1].shape) or real(self, *a))
+    real = prefix_mod.continue_from
+    monkeypatch.setattr(prefix_mod, "continue_from", lambda *a: calls.append(a[1].shape) or real(*a))
     full, _ = _capture(model, seqs, spec, use_prefix=False, budget=110)
     fast, prefix = _capture(model, seqs, spec, use_prefix=True, budget=110)
     assert prefix is not None and engine.PREFIX_MAX_ROW_RATIO * 10 < 85

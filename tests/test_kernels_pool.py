@@ -147,3 +147,34 @@ def test_out_of_range_labels_are_ignored_by_the_kernel(device, monkeypatch):  # 
     assert_close64(big_sums[:K], exp_sums, what="sums")
     assert torch.equal(big_counts[:K].cpu().double(), exp_counts)
     assert not big_sums[K].any() and big_counts[K] == 0
+
+
+def direct_sq_norms(hidden, mask, labels, K, pooling):
+    """Float64 per-class sum of ||p_b||^2 of the pooled rows (same loop as direct_pool, row by row)."""
+    sq = torch.zeros(K, dtype=torch.float64)
+    for b in range(hidden.shape[0]):
+        one, _ = direct_pool(hidden[b : b + 1], None if mask is None else mask[b : b + 1], labels[b : b + 1], K,
+                             pooling)
+        sq += (one * one).sum(1)
+    return sq
+
+
+@pytest.mark.parametrize("pooling", ["mean", "sum", "last"])
+@pytest.mark.parametrize("mask_kind", ["random", "left", "none"])
+@pytest.mark.parametrize("path", ["triton", "torch"])
+def test_squared_norm_sums(device, pooling, mask_kind, path):  # noqa: F811
+    dev = device if path == "triton" else "cpu"
+    for seed, T in ((11, None), (12, 37)):  # T = 37: several t-blocks (the split is off with sq_sums)
+        hidden, mask, labels, K = make_case(seed, torch.float32, dev, T=T, mask_kind=mask_kind)
+        sums = torch.zeros(K, hidden.shape[2], dtype=torch.float64, device=dev)
+        counts = torch.zeros(K, dtype=torch.float64, device=dev)
+        sq = torch.full((K,), 0.5, dtype=torch.float64, device=dev)  # adds onto what is there
+        fn = pooled_class_sum_triton if path == "triton" else pooled_class_sum_ref
+        fn(hidden, mask, labels, sums, counts, pooling, sq_sums=sq)
+        exp_sums, exp_counts = direct_pool(hidden, mask, labels.cpu(), K, pooling)
+        exp_sq = direct_sq_norms(hidden, mask, labels.cpu(), K, pooling) + 0.5
+        assert_close64(sums, exp_sums, what="sums")
+        assert torch.equal(counts.cpu(), exp_counts)
+        assert_close64(sq, exp_sq, what="sq_sums")
+    with pytest.raises(ValueError, match="sq_sums"):
+        fn(hidden, mask, labels, sums, counts, pooling, sq_sums=torch.zeros(K + 1, dtype=torch.float64, device=dev))

@@ -80,9 +80,10 @@ def test_loader(tmp_path, data_dir):
 
 def test_batched_generation_equals_batch1_generate():
     model = _model()
-    block = inspect_model(model).blocks[-1]
+    an = inspect_model(model)
+    block = an.blocks[-1]
     tok = CharTok()
-    got = generate_with_states(model, block, tok, PROBLEMS, max_new_tokens=12, batch_size=3)
+    got = generate_with_states(model, an, an.num_layers - 1, tok, PROBLEMS, max_new_tokens=12, batch_size=3)
     for prompt, (states, gen) in zip(PROBLEMS, got):
         ref_states, ref_gen = reference_generation(model, block, tok, prompt, 12)
         assert gen == ref_gen
@@ -92,11 +93,12 @@ def test_batched_generation_equals_batch1_generate():
 
 def test_generation_stops_at_eos_per_row():
     model = _model(1)
-    block = inspect_model(model).blocks[-1]
+    an = inspect_model(model)
+    last = an.num_layers - 1
     tok = CharTok()
-    free = generate_with_states(model, block, tok, PROBLEMS, max_new_tokens=8, batch_size=4, eos=set())
+    free = generate_with_states(model, an, last, tok, PROBLEMS, max_new_tokens=8, batch_size=4, eos=set())
     stop_id = free[0][1][2]  # make row 0's third token an EOS id
-    got = generate_with_states(model, block, tok, PROBLEMS, max_new_tokens=8, batch_size=4, eos={stop_id})
+    got = generate_with_states(model, an, last, tok, PROBLEMS, max_new_tokens=8, batch_size=4, eos={stop_id})
     for (s_free, g_free), (s, g) in zip(free, got):
         n = next((i + 1 for i, t in enumerate(g_free) if t == stop_id), len(g_free))
         assert g == g_free[:n] and s.shape[0] == n
@@ -108,7 +110,7 @@ def test_answer_states_last_token():
     model = _model()
     an = inspect_model(model)
     tok = CharTok()
-    ys = answer_states(model, an.blocks[1], tok, SOLUTIONS, batch_size=3)
+    ys = answer_states(model, an, 1, tok, SOLUTIONS, batch_size=3)
     for text, y in zip(SOLUTIONS, ys):
         hs = model(torch.tensor([tok(text)["input_ids"]]), output_hidden_states=True).hidden_states
         torch.testing.assert_close(y, hs[2][0, -1], rtol=1e-9, atol=1e-10)  # block 1 output = hidden_states[2]

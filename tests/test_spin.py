@@ -24,6 +24,7 @@ from deepsight.diagnostics.spin_math import (
 )
 from deepsight.errors import DataFormatError
 from deepsight.models.anatomy import inspect_model
+from deepsight.stats import GradAbsSum
 
 
 class CharTok:
@@ -131,10 +132,11 @@ def test_candidates_topk_empty_and_zero():
     g = torch.Generator().manual_seed(1)
     w, acc = torch.randn(7, 13, generator=g, dtype=torch.float64), torch.rand(7, 13, generator=g, dtype=torch.float64)
     imp = (w.abs() * acc).flatten()
-    got = candidates(w, acc, 9)
+    stat = GradAbsSum(w.shape, dtype="float64").update_grad(acc)
+    got = candidates(w, stat, 9)
     assert torch.equal(got, torch.sort(torch.topk(imp, 9).indices).values)
-    assert candidates(w, acc, 0).numel() == 0
-    assert candidates(w, torch.zeros_like(acc), 5).numel() == 0  # e.g. an expert that saw no token
+    assert candidates(w, stat, 0).numel() == 0
+    assert candidates(w, GradAbsSum(w.shape), 5).numel() == 0  # e.g. an expert that saw no token
 
 
 def test_target_module_filters():
@@ -206,7 +208,7 @@ def test_fast_sums_equal_reference_dense(target, monkeypatch):
                                   stat_dtype="float64", layer_group_size=group)
         assert "batched" in info["route"] and fused
         for r in refs:
-            torch.testing.assert_close(got[r.name].double(), ref[r.name], rtol=1e-10, atol=1e-13)
+            torch.testing.assert_close(got[r.name].total, ref[r.name], rtol=1e-10, atol=1e-13)
         fused.clear()
 
 
@@ -223,7 +225,7 @@ def test_fast_sums_equal_reference_moe_and_unseen_experts():
     unseen = [r for r in refs if r.expert is not None and not bool(ref[r.name].any())]
     assert unseen, "expected experts that saw no token"
     for r in refs:
-        torch.testing.assert_close(got[r.name].double(), ref[r.name], rtol=1e-10, atol=1e-13)
+        torch.testing.assert_close(got[r.name].total, ref[r.name], rtol=1e-10, atol=1e-13)
     for r in unseen:
         assert candidates(r.view(), got[r.name], 10).numel() == 0
 
@@ -349,4 +351,4 @@ def test_head_that_is_not_plain_linear_keeps_the_plain_loss(monkeypatch):
     assert calls == []
     ref = reference_sums(model, refs, samples)
     for r in refs:
-        torch.testing.assert_close(got[r.name].double(), ref[r.name], rtol=1e-10, atol=1e-13)
+        torch.testing.assert_close(got[r.name].total, ref[r.name], rtol=1e-10, atol=1e-13)

@@ -65,6 +65,35 @@ def test_centroids_merge_state_dict_and_errors():
     assert ClassCentroids(3, 5).update(x[:0], labels[:0]).class_counts.sum() == 0
 
 
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_centroids_spread_pooled_merge_and_state(backend):
+    if backend == "triton":
+        pytest.importorskip("triton")
+    b, t, d, k = 11, 9, 21, 3
+    h = torch.randn(b, t, d) + 3.0  # a common offset: the spread subtracts nearly equal numbers
+    mask = torch.arange(t)[None] < torch.randint(1, t + 1, (b,))[:, None]
+    mask[4] = False  # no valid token: not counted
+    labels = torch.arange(b) % k
+    c = ClassCentroids(k, d, dtype="float64", spread=True, backend=backend)
+    c.update(h[:6], labels[:6], mask=mask[:6].long()).update(h[6:], labels[6:], mask=mask[6:].long())
+    pooled = _pool_ref(h, mask, "mean")
+    keep = mask.any(1)
+    for j in range(k):
+        rows = pooled[keep & (labels == j)]
+        torch.testing.assert_close(c.centroids[j], rows.mean(0), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(c.within_class_ss[j], ((rows - rows.mean(0)) ** 2).sum(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(c.sq_norm_sums[j], (rows * rows).sum(), rtol=1e-6, atol=1e-6)
+    assert c.class_counts.tolist() == [float((keep & (labels == j)).sum()) for j in range(k)]
+    restored = ClassCentroids(k, d, dtype="float64", spread=True).load_state_dict(c.state_dict())
+    torch.testing.assert_close(restored.within_class_ss, c.within_class_ss, rtol=0, atol=0)
+    merged = ClassCentroids(k, d, dtype="float64", spread=True).merge(c).merge(c)
+    torch.testing.assert_close(merged.sq_norm_sums, 2 * c.sq_norm_sums, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="settings"):
+        merged.merge(ClassCentroids(k, d, dtype="float64"))
+    with pytest.raises(ValueError, match="spread=True"):
+        _ = ClassCentroids(k, d).within_class_ss
+
+
 def test_gram_against_float64():
     n, d = 61, 11
     x = torch.randn(n, d) * 3 + 1
@@ -158,6 +187,24 @@ def test_joint_histogram_steps_grow_and_merge():
     assert torch.isnan(empty.mutual_information).all()
     with pytest.raises(ValueError):
         JointHistogram(bins, (1, -1), (-1, 1))
+
+
+def test_joint_histogram_data_ranges():
+    s, d, bins = 6, 97, 5
+    x = torch.randn(s, d) * torch.linspace(0.5, 3, s)[:, None] + 1  # every row its own spread
+    y = torch.randn(d) * 2
+    h = JointHistogram(bins, None, None).update(x, y)
+    y_range = (float(y.min()), float(y.max()))
+    for r in range(s):
+        ref = _hist_ref(x[r : r + 1], y, bins, (float(x[r].min()), float(x[r].max())), y_range)
+        np.testing.assert_array_equal(h.counts[r].numpy(), ref[0])
+        assert h.counts[r, -1].sum() >= 1 and h.counts[r, :, -1].sum() >= 1  # each maximum lands in the last bin
+    y2 = torch.randn(s, d)  # per-row y: its own row ranges
+    h2 = JointHistogram(bins, (-4, 4), None).update(x, y2)
+    for r in range(s):
+        ref = _hist_ref(x[r : r + 1], y2[r : r + 1], bins, (-4, 4), (float(y2[r].min()), float(y2[r].max())))
+        np.testing.assert_array_equal(h2.counts[r].numpy(), ref[0])
+    assert JointHistogram(bins, None, None).merge(h).counts.sum() == s * d
 
 
 def _per_sample_abs_grad(delta, x, mask):

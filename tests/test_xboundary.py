@@ -15,9 +15,10 @@ from deepsight.config.schema import HardwareConfig, XBoundaryConfig
 from deepsight.data.xboundary import BOUNDARY, HARMFUL, SAFE, load_xboundary
 from deepsight.diagnostics.registry import ScanContext, get_scan
 from deepsight.diagnostics.xboundary import collect_pooled_moments, resolve_layers, xboundary_from_chats
-from deepsight.diagnostics.xboundary_metrics import ClassMoments, xboundary_metrics
+from deepsight.diagnostics.xboundary_metrics import layer_metrics
 from deepsight.errors import ConfigError, DataFormatError, MissingDataError
 from deepsight.models.anatomy import inspect_model
+from deepsight.stats import ClassCentroids
 
 XB = "xboundary"
 
@@ -102,20 +103,24 @@ def _naive(x: torch.Tensor, y: torch.Tensor) -> dict:
             "dist_bound_harmful": (c[2] - c[0]).norm(), "scaled_separation": sep / spread}
 
 
+def _moments(d: int) -> ClassCentroids:
+    return ClassCentroids(3, d, dtype="float64", spread=True)
+
+
 @pytest.mark.parametrize("n,d", [(7, 3), (61, 29), (300, 128)])
 def test_moments_match_naive_and_merge(n, d):
     g = torch.Generator().manual_seed(n)
     x = torch.randn(n, d, generator=g, dtype=torch.float64) * 5 + 40  # large common offset
     y = torch.arange(n) % 3
-    one = ClassMoments(d)
+    one = _moments(d)
     one.update(x, y)
-    a, b = ClassMoments(d), ClassMoments(d)
+    a, b = _moments(d), _moments(d)
     a.update(x[: n // 2], y[: n // 2])
     b.update(x[n // 2 :], y[n // 2 :])
     a.merge(b)
     ref = _naive(x, y)
     for m in (one, a):
-        got, w = xboundary_metrics(m.counts, m.sums, m.sq_sums)
+        got, w = layer_metrics(m)
         assert w == []
         for k, v in ref.items():
             assert got[k] == pytest.approx(float(v), rel=1e-9), k
@@ -124,24 +129,24 @@ def test_moments_match_naive_and_merge(n, d):
 def test_scaled_separation_is_scale_free_and_degenerate_cases():
     x = torch.randn(30, 5, dtype=torch.float64)
     y = torch.arange(30) % 3
-    m1, m2 = ClassMoments(5), ClassMoments(5)
+    m1, m2 = _moments(5), _moments(5)
     m1.update(x, y)
     m2.update(x * 1000.0, y)
-    r1, _ = xboundary_metrics(m1.counts, m1.sums, m1.sq_sums)
-    r2, _ = xboundary_metrics(m2.counts, m2.sums, m2.sq_sums)
+    r1, _ = layer_metrics(m1)
+    r2, _ = layer_metrics(m2)
     assert r2["separation_score"] == pytest.approx(1000 * r1["separation_score"], rel=1e-12)
     assert r2["scaled_separation"] == pytest.approx(r1["scaled_separation"], rel=1e-9)
     # boundary centroid == harmful centroid -> +inf
     z = torch.zeros(6, 2, dtype=torch.float64)
     z[1::3] = 1.0
-    m = ClassMoments(2)
+    m = _moments(2)
     m.update(z, torch.arange(6) % 3)
-    r, _ = xboundary_metrics(m.counts, m.sums, m.sq_sums)
+    r, _ = layer_metrics(m)
     assert r["boundary_ratio"] == math.inf
     # empty class -> NaN and a warning
-    m = ClassMoments(2)
+    m = _moments(2)
     m.update(torch.randn(4, 2), torch.tensor([0, 1, 0, 1]))
-    r, w = xboundary_metrics(m.counts, m.sums, m.sq_sums)
+    r, w = layer_metrics(m)
     assert math.isnan(r["separation_score"]) and math.isnan(r["boundary_ratio"]) and "boundary" in w[0]
 
 
@@ -221,11 +226,11 @@ def test_early_exit_and_bucketing_do_not_change_results(tmp_path):
                                              max_batch_tokens=10**6, keep_rows={3})
     finally:
         h.remove()
-    assert torch.allclose(m_small[3].sums, m_big[3].sums, rtol=1e-12, atol=1e-12)
-    assert torch.equal(m_small[3].counts, torch.tensor([5.0, 5.0, 5.0], dtype=torch.float64))
+    assert torch.allclose(m_small[3].class_sums, m_big[3].class_sums, rtol=1e-12, atol=1e-12)
+    assert torch.equal(m_small[3].class_counts, torch.tensor([5.0, 5.0, 5.0], dtype=torch.float64))
     labels = torch.tensor([c.label for c in chats])
     for k in range(3):  # kept rows are in data order: their class sums are the moments' sums
-        assert torch.allclose(rows[3][labels == k].double().sum(0), m_big[3].sums[k], rtol=1e-6, atol=1e-6)
+        assert torch.allclose(rows[3][labels == k].double().sum(0), m_big[3].class_sums[k], rtol=1e-6, atol=1e-6)
 
 
 def test_registered_scan_on_real_data(data_dir, tmp_path):

@@ -26,13 +26,3 @@ def tokenize(tokenizer: Any, texts: list[str], add_special_tokens: bool, max_len
     enc = tokenizer(texts, add_special_tokens=add_special_tokens, truncation=max_length is not None,
                     max_length=max_length, padding=False)
     return [list(ids) for ids in enc["input_ids"]]
-
-
-def pad_id(tokenizer: Any) -> int:
-    for attr in ("pad_token_id", "eos_token_id"):
-        v = getattr(tokenizer, attr, None)
-        if isinstance(v, list):
-            v = v[0] if v else None
-        if v is not None:
-            return int(v)
-    return 0

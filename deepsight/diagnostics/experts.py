@@ -26,12 +26,13 @@ from typing import Any
 import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
+from deepsight.config.plain import config_dict
 from deepsight.data.labeled_chats import LabeledChat
-from deepsight.diagnostics._chat_tokens import pad_id, render_chats
-from deepsight.diagnostics._model_io import input_device
+from deepsight.diagnostics._chat_tokens import render_chats
 from deepsight.diagnostics.experts_metrics import layer_readout, rank_experts, risk_differences, stability
 from deepsight.diagnostics.registry import ScanContext, register_scan
 from deepsight.errors import ConfigError
+from deepsight.models.io import input_device, pad_id
 from deepsight.stats.experts import PARTS, ExpertRouting
 
 RANK_PARTS = ("prompt", "response", "all")
@@ -136,7 +137,7 @@ def collect_expert_stats(model: Any, tokenizer: Any, anatomy: Any, chats: list[L
     sink, routing, outputs = expert_sink(anatomy, num_classes, stat_dtype)
 
     site = "expert_output" if expert_outputs else "expert_routing"
-    device = input_device(anatomy, model)
+    device = input_device(model, anatomy)
     with Capture(model, [CaptureSpec(site, layers, reduce="none")], sink, anatomy=anatomy,
                  causal_right_padding=causal_right_padding) as cap:
         for batch in iter_batches(ids, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side="right",
@@ -317,7 +318,6 @@ def run_experts(ctx: ScanContext, cfg: Any) -> dict:
             if name in ablation["arms"]:
                 metrics[f"refusal_change_{name}"] = ablation["arms"][name]["refusal_change"]["value"]
         metrics["refusal_rate_none"] = ablation["arms"]["none"]["refusal_rate"]["value"]
-    from deepsight.diagnostics.xboundary import _config_dict
 
     return {"metrics": metrics, "details": details, "figures": figures, "warnings": warnings,
-            "config": _config_dict(cfg)}
+            "config": config_dict(cfg)}

@@ -4,7 +4,7 @@
 pairs (x_k, y_k) over the coordinates k, with ``bins`` equal-width bins per axis over
 [min x, max x] and [min y, max y] (the maximum lands in the last bin, as in
 ``numpy.histogram2d``), and its plug-in MI = sum p_ab ln(p_ab / (p_a p_b)) in nats.
-Binning and counting run through the engine's kernels (Triton on CUDA).
+Counting is the ``JointHistogram`` statistic with per-row data ranges (its kernels: CUDA/Triton on a GPU).
 
 ``spearman(a, b)``: Pearson correlation of the average ranks (ties share their mean rank).
 """
@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from deepsight.kernels import dispatch
+from deepsight.stats import JointHistogram
 
 
 def histogram_mi(states: torch.Tensor, answer: torch.Tensor, bins: int = 32) -> torch.Tensor:
@@ -28,11 +28,8 @@ def histogram_mi(states: torch.Tensor, answer: torch.Tensor, bins: int = 32) -> 
         return torch.zeros(0, dtype=torch.float64, device=states.device)
     x = states.detach().float()
     y = answer.detach().float().to(x.device)
-    counts = torch.zeros(s, bins, bins, dtype=torch.float32, device=x.device)
-    lo_x, hi_x = x.min(dim=1).values, x.max(dim=1).values
-    lo_y, hi_y = y.min(), y.max()
-    dispatch.joint_histogram_(x, y, counts, lo_x, hi_x, lo_y.expand(s), hi_y.expand(s))
-    return dispatch.histogram_mutual_information(counts).to(torch.float64)
+    hist = JointHistogram(bins, range_x=None, range_y=None, num_steps=s, device=x.device).update(x, y)
+    return hist.mutual_information
 
 
 def _average_ranks(v: torch.Tensor) -> torch.Tensor:

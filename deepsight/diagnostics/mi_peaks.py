@@ -7,9 +7,12 @@ the answer state y. MI(r_i, y) uses the HSIC normalised-CCA estimator (``hsic.py
 sample top-k MI steps give decoded tokens, the most frequent alphabetic ones are the
 "thinking tokens". A histogram MI estimator (``mi_histogram.py``) runs beside it.
 
-Fast path: generation is batched (left padding, mask-aware position ids, KV cache; a row that
-emits EOS leaves the batch and the cache) and a hook keeps each step's state on the device;
-MI runs batched on the device with R_y prepared once per sample. The reference generates one
+Fast path: generation is the project's batched decoder (``generation/decode.py``: left padding,
+mask-aware position ids, KV cache; a row that emits EOS leaves the batch and the cache) and the
+capture engine's generation mode (``CaptureSpec(..., reduce="step")``) keeps each forward call's
+last-position state on the device, attributed to its prompt by ``decode_batch``'s ``step_callback``;
+the answer states come from one early-exit ``Capture.forward`` per batch. MI runs batched on the
+device with R_y prepared once per sample. The reference generates one
 sample at a time with all hidden states, copies every step to the host and inverts two d x d
 matrices per token.
 
@@ -26,29 +29,26 @@ import logging
 import math
 import re
 from collections import Counter
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import torch
 
+from deepsight.capture import Capture, CaptureSpec, iter_batches
+from deepsight.config.plain import config_dict
+from deepsight.config.schema import HardwareConfig
 from deepsight.data.mi_peaks import load_mi_peaks_items
 from deepsight.diagnostics.hsic import HSICAnswer
 from deepsight.diagnostics.mi_histogram import histogram_mi, spearman
 from deepsight.diagnostics.registry import ScanContext, register_scan
+from deepsight.generation.decode import decode_batch
+from deepsight.models.io import input_device, pad_id
 
 log = logging.getLogger("deepsight")
 ALPHA = re.compile(r"^[a-zA-Z]+$")
 
 
-class _Stop(Exception):
-    pass
-
-
-def _block_hidden(output: Any) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple) else output
-
-
 def _eos_ids(model, tokenizer) -> set[int]:
+    """The generation config's EOS id(s) (what the reference's ``generate`` stops on), else the tokenizer's."""
     ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     if ids is None:
         ids = getattr(tokenizer, "eos_token_id", None)
@@ -57,108 +57,68 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return {int(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids])}
 
 
-def _pad_id(tokenizer, eos: set[int]) -> int:
-    p = getattr(tokenizer, "pad_token_id", None)
-    return int(p) if isinstance(p, int) else (min(eos) if eos else 0)
-
-
 @torch.no_grad()
-def generate_with_states(model, block, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int,
-                         eos: set[int] | None = None) -> list[tuple[torch.Tensor, list[int]]]:
-    """Greedy generation recording ``block``'s last-position output at every forward call.
+def generate_with_states(model, anatomy, layer: int, tokenizer, prompts: list[str], *, max_new_tokens: int,
+                         batch_size: int, eos: set[int] | None = None) -> list[tuple[torch.Tensor, list[int]]]:
+    """Greedy generation recording block ``layer``'s last-position output at every forward call.
 
     Returns per prompt (states (N, D) on the block's device, generated ids [g_1..g_N]); state i is the
     last-position output of forward call i (0 = prefill), g_{i+1} the token emitted from it. A row stops
-    after emitting an EOS id (kept as its last token) or after max_new_tokens tokens.
+    after emitting an EOS id (kept as its last token) or after max_new_tokens tokens. Prompts of similar
+    length share a batch of at most ``batch_size``.
     """
     eos = _eos_ids(model, tokenizer) if eos is None else eos
-    pad = _pad_id(tokenizer, eos)
-    dev = model.get_input_embeddings().weight.device
     encoded = [list(tokenizer(p)["input_ids"]) for p in prompts]
     out: list[tuple[torch.Tensor, list[int]] | None] = [None] * len(prompts)
-    captured: list[torch.Tensor] = []
-    handle = block.register_forward_hook(lambda m, a, o: captured.append(_block_hidden(o)[:, -1].detach()))
+    states: list[list[torch.Tensor]] = [[] for _ in prompts]  # per prompt: (D,) per forward call
+    pending: list[torch.Tensor] = []  # the state rows of the forward call in progress
+
+    def sink(ev) -> None:  # reduce="step": (R, D) last position of every row of this call
+        pending.append(ev.value)
+
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
-    try:
+    spec = CaptureSpec("block_output", [layer], reduce="step", name="mi_peaks")
+    with Capture(model, [spec], sink, anatomy=anatomy, early_exit=False) as cap:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            t = max(len(encoded[i]) for i in rows)
-            ids = torch.full((len(rows), t), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), t), dtype=torch.long)
+
+            def on_step(step: int, live: list[int], rows: list[int] = rows) -> None:
+                assert len(pending) == 1, f"block hook fired {len(pending)} times in one forward"
+                value = pending.pop()
+                for slot, r in enumerate(live):  # live: positions in this batch of the rows in the call
+                    states[rows[r]].append(value[slot])
+
+            cap.begin_generation()
+            try:
+                res = decode_batch(model, [encoded[i] for i in rows], max_new_tokens=max_new_tokens, eos_ids=eos,
+                                   pad_id=pad_id(tokenizer), step_callback=on_step)
+            finally:
+                cap.end_generation()
+                pending.clear()
             for r, i in enumerate(rows):
-                ids[r, t - len(encoded[i]) :] = torch.tensor(encoded[i])
-                mask[r, t - len(encoded[i]) :] = 1
-            ids, mask = ids.to(dev), mask.to(dev)
-            pos = (mask.cumsum(1) - 1).clamp(min=0)
-            states: list[list[torch.Tensor]] = [[] for _ in rows]  # per row: (D,) per call
-            tokens: list[list[torch.Tensor]] = [[] for _ in rows]  # per row: () per call
-            active = torch.arange(len(rows), device=dev)  # batch slot -> row of this batch
-            past = None
-            step_ids, step_pos = ids, pos
-            eos_t = torch.tensor(sorted(eos), device=dev, dtype=torch.long)
-            for step in range(max_new_tokens):
-                captured.clear()
-                res = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=past,
-                            use_cache=True, logits_to_keep=1)
-                past = res.past_key_values
-                assert len(captured) == 1, f"block hook fired {len(captured)} times in one forward"
-                nxt = res.logits[:, -1].argmax(-1)  # (B_active,)
-                for slot, r in enumerate(active.tolist()):
-                    states[r].append(captured[0][slot])
-                    tokens[r].append(nxt[slot])
-                if step + 1 == max_new_tokens:
-                    break
-                alive = ~torch.isin(nxt, eos_t) if eos_t.numel() else torch.ones_like(nxt, dtype=torch.bool)
-                if not bool(alive.all()):  # drop finished rows from the batch and the KV cache
-                    if not bool(alive.any()):
-                        break
-                    keep = alive.nonzero().flatten()
-                    past.batch_select_indices(keep)
-                    active, nxt, mask, step_pos = active[keep], nxt[keep], mask[keep], step_pos[keep]
-                step_ids = nxt[:, None]
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-                step_pos = step_pos[:, -1:] + 1
-            for r, i in enumerate(rows):
-                out[i] = (torch.stack(states[r]), torch.stack(tokens[r]).tolist())
-            del past, res
-    finally:
-        handle.remove()
+                out[i] = (torch.stack(states[i]), res.tokens[r])
+                states[i] = []
     return out  # type: ignore[return-value]
 
 
 @torch.no_grad()
-def answer_states(model, block, tokenizer, texts: list[str], *, batch_size: int) -> list[torch.Tensor]:
-    """Block output at the last token of one forward over each raw text (right padding, early exit)."""
-    dev = model.get_input_embeddings().weight.device
-    pad = _pad_id(tokenizer, _eos_ids(model, tokenizer))
+def answer_states(model, anatomy, layer: int, tokenizer, texts: list[str], *, batch_size: int,
+                  hardware: HardwareConfig | None = None) -> list[torch.Tensor]:
+    """Block ``layer``'s output at the last token of one forward over each raw text (right padding, length-
+    bucketed batches of at most ``batch_size`` rows and ``hardware.max_batch_tokens`` tokens, early exit)."""
+    hw = hardware if hardware is not None else HardwareConfig()
     encoded = [list(tokenizer(t)["input_ids"]) for t in texts]
     out: list[torch.Tensor | None] = [None] * len(texts)
-    captured: list[torch.Tensor] = []
 
-    def hook(m, a, o):
-        captured.append(_block_hidden(o).detach())
-        raise _Stop
+    def sink(ev) -> None:  # reduce="last": (B, D) last valid token of each row
+        for r, i in enumerate(ev.take("index").tolist()):
+            out[i] = ev.value[r]
 
-    handle = block.register_forward_hook(hook)
-    try:
-        for start in range(0, len(texts), batch_size):
-            rows = list(range(start, min(start + batch_size, len(texts))))
-            t = max(len(encoded[i]) for i in rows)
-            ids = torch.full((len(rows), t), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), t), dtype=torch.long)
-            for r, i in enumerate(rows):
-                ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
-                mask[r, : len(encoded[i])] = 1
-            captured.clear()
-            try:
-                model(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False)
-            except _Stop:
-                pass
-            h = captured[0]  # (B, T, D)
-            for r, i in enumerate(rows):
-                out[i] = h[r, len(encoded[i]) - 1]
-    finally:
-        handle.remove()
+    spec = CaptureSpec("block_output", [layer], reduce="last", name="mi_peaks_answer")
+    with Capture(model, [spec], sink, anatomy=anatomy, causal_right_padding=hw.causal_right_padding) as cap:
+        for b in iter_batches(encoded, max_batch_tokens=hw.max_batch_tokens, pad_id=pad_id(tokenizer), side="right",
+                              max_batch_size=batch_size, device=input_device(model, anatomy)):
+            cap.forward(b.input_ids, b.attention_mask, index=b.index)
     return out  # type: ignore[return-value]
 
 
@@ -199,14 +159,14 @@ def align(mi_all: list[float], hist_all: list[float], gen: list[int], alignment:
     raise ValueError(f"scan.mi_peaks.alignment={alignment!r}; expected 'generated' or 'emitted'")
 
 
-def run_mi_peaks(model, tokenizer, anatomy, items: list[tuple[str, str]], cfg) -> dict[str, Any]:
+def run_mi_peaks(model, tokenizer, anatomy, items: list[tuple[str, str]], cfg,
+                 hardware: HardwareConfig | None = None) -> dict[str, Any]:
     """MI-Peaks on (problem, solution) pairs; the scan's result dict (without figures)."""
     layer = anatomy.layer_index(int(cfg.layer))
-    block = anatomy.blocks[layer]
     problems, solutions = [p for p, _ in items], [s for _, s in items]
-    gens = generate_with_states(model, block, tokenizer, problems, max_new_tokens=int(cfg.max_new_tokens),
+    gens = generate_with_states(model, anatomy, layer, tokenizer, problems, max_new_tokens=int(cfg.max_new_tokens),
                                 batch_size=int(cfg.batch_size))
-    ys = answer_states(model, block, tokenizer, solutions, batch_size=int(cfg.batch_size))
+    ys = answer_states(model, anatomy, layer, tokenizer, solutions, batch_size=int(cfg.batch_size), hardware=hardware)
     trajs, hists, toks, stats = [], [], [], {"low_rank": 0, "direct": 0}
     for (states, gen), y in zip(gens, ys):
         est = HSICAnswer(y.to(states.device), sigma=float(cfg.sigma), eps=float(cfg.eps))
@@ -252,14 +212,6 @@ def run_mi_peaks(model, tokenizer, anatomy, items: list[tuple[str, str]], cfg) -
     return {"metrics": metrics, "details": details, "warnings": warnings}
 
 
-def _cfg_dict(cfg: Any) -> dict:
-    if is_dataclass(cfg):
-        return asdict(cfg)
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
 @register_scan("mi_peaks")
 def mi_peaks_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     from deepsight.report.figures import plot_trajectory
@@ -270,7 +222,7 @@ def mi_peaks_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     was_training = model.training
     model.eval()
     try:
-        res = run_mi_peaks(model, ctx.tokenizer, ctx.anatomy, items, cfg)
+        res = run_mi_peaks(model, ctx.tokenizer, ctx.anatomy, items, cfg, hardware=ctx.hardware)
     finally:
         model.train(was_training)
     mean = res["metrics"]["mean_trajectory"]
@@ -281,7 +233,7 @@ def mi_peaks_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     res["figures"] = [str(fig.relative_to(ctx.run_dir))]
     res["details"]["mean_trajectory_peaks"] = peaks
     res["details"]["data"] = str(path)
-    res["config"] = _cfg_dict(cfg)
+    res["config"] = config_dict(cfg)
     for w in res["warnings"]:
         log.warning("mi_peaks: %s", w)
     return res

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepsight.config.schema import HardwareConfig
 from deepsight.data.paths import resolve_data_path
 from deepsight.errors import ConfigError
 
@@ -37,9 +38,13 @@ class ScanContext:
     anatomy: Any  # deepsight.models.anatomy.ModelAnatomy
     run_dir: Path
     data_dir: Path | None
-    hardware: Any  # HardwareConfig
+    hardware: HardwareConfig | None  # the run's typed hardware node (None: the defaults)
     seed: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.hardware is None:
+            self.hardware = HardwareConfig()
 
     @property
     def figures_dir(self) -> Path:

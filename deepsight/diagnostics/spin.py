@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from deepsight.config.plain import config_dict
 from deepsight.data.spin import load_spin_rows
 from deepsight.diagnostics.registry import ScanContext, register_scan
 from deepsight.diagnostics.spin_loss import plain_head, response_loss
@@ -43,6 +43,7 @@ from deepsight.diagnostics.spin_math import (
     smallest_q_for_one,
     weights_of_model,
 )
+from deepsight.models.io import input_device, pad_id
 
 log = logging.getLogger("deepsight")
 _DEFAULT_NOTE = ("default: the response's first token is dropped only when it is the tokenizer's BOS (the reference "
@@ -86,10 +87,6 @@ def _needs_param_route(refs: list[WeightRef]) -> bool:
     return any(r.module is None or not isinstance(r.module, torch.nn.Linear) for r in refs)
 
 
-def _model_device(model) -> torch.device:
-    return model.get_input_embeddings().weight.device
-
-
 # ------------------------------------------------------------------ G_W accumulation
 def _batched_grad_sums(model, refs, samples, *, max_batch_tokens, max_batch_size, pad_id, stat_dtype,
                        causal_right_padding=True) -> dict:
@@ -104,7 +101,7 @@ def _batched_grad_sums(model, refs, samples, *, max_batch_tokens, max_batch_size
 
     stats = {r.name: GradAbsSum(r.shape, dtype=stat_dtype, device=r.param.device) for r in refs}
     modules = {r.name: r.module for r in refs}
-    dev = _model_device(model)
+    dev = input_device(model)
     seqs = [ids for ids, _ in samples]
     n_prompt_all = torch.tensor([npr for _, npr in samples])
     with GradCapture(model, modules, stats) as gc, torch.enable_grad():
@@ -126,7 +123,7 @@ def _batched_grad_sums(model, refs, samples, *, max_batch_tokens, max_batch_size
                 loss = per_sample_loss(out.logits, b.input_ids, n_prompt, lengths, first_pos=first).sum()
                 del out
             loss.backward()
-    return {name: st.acc for name, st in stats.items()}
+    return stats
 
 
 def _fused_head_loss(model, fused: dict, ids, mask, n_prompt, lengths) -> torch.Tensor | None:
@@ -158,11 +155,12 @@ def _fused_head_loss(model, fused: dict, ids, mask, n_prompt, lengths) -> torch.
 
 def _param_grad_sums(model, refs, samples, *, stat_dtype) -> dict:
     """One sample per backward with weight gradients (fused experts / non-Linear routers): exact, per sample."""
-    dtype = torch.float64 if str(stat_dtype) in ("float64", "torch.float64") else torch.float32
+    from deepsight.stats import GradAbsSum
+
     params = {id(r.param): r.param for r in refs}
-    acc = {r.name: torch.zeros(r.shape, dtype=dtype, device=r.param.device) for r in refs}
+    stats = {r.name: GradAbsSum(r.shape, dtype=stat_dtype, device=r.param.device) for r in refs}
     was = {id(p): p.requires_grad for p in model.parameters()}
-    dev = _model_device(model)
+    dev = input_device(model)
     try:
         for p in model.parameters():
             p.requires_grad_(id(p) in params)
@@ -177,12 +175,12 @@ def _param_grad_sums(model, refs, samples, *, stat_dtype) -> dict:
                 loss.backward()
                 for r in refs:
                     if r.param.grad is not None:
-                        acc[r.name] += r.view(r.param.grad).abs().to(dtype)
+                        stats[r.name].update_grad(r.view(r.param.grad))
     finally:
         for p in model.parameters():
             p.requires_grad_(was[id(p)])
             p.grad = None
-    return acc
+    return stats
 
 
 def _layer_groups(refs: list[WeightRef], group_size: int | None, max_batch_tokens: int) -> list[list[int]]:
@@ -210,11 +208,11 @@ def _layer_groups(refs: list[WeightRef], group_size: int | None, max_batch_token
 
 def grad_abs_sums(model, anatomy, refs, samples, *, batch_size=8, max_batch_tokens=4096, pad_id=0,
                   stat_dtype="float32", layer_group_size=None, causal_right_padding=True) -> tuple[dict, dict]:
-    """G_W of every ref over ``samples`` [(ids, n_prompt)]; returns (sums by name, info)."""
+    """G_W of every ref over ``samples`` [(ids, n_prompt)]; returns ({name: GradAbsSum}, info)."""
     if _needs_param_route(refs):
         return _param_grad_sums(model, refs, samples, stat_dtype=stat_dtype), {"route": "per-sample weight grads",
                                                                                "passes": len(samples)}
-    sums: dict[str, torch.Tensor] = {}
+    sums: dict = {}
     groups = _layer_groups(refs, layer_group_size, max_batch_tokens)
     for group in groups:
         chosen = [r for r in refs if r.layer in set(group)]
@@ -230,25 +228,6 @@ def spin_candidates(refs: list[WeightRef], sums: dict, q: float) -> dict[str, to
 
 
 # ------------------------------------------------------------------ the scan
-def _cfg_dict(cfg: Any) -> dict:
-    if is_dataclass(cfg):
-        return asdict(cfg)
-    try:
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    except Exception:  # noqa: BLE001
-        return dict(cfg)
-
-
-def _pad_id(tokenizer) -> int:
-    for attr in ("pad_token_id", "eos_token_id"):
-        v = getattr(tokenizer, attr, None)
-        if isinstance(v, int):
-            return v
-    return 0
-
-
 def run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, stat_dtype: str = "float32",
              max_batch_tokens: int = 4096, causal_right_padding: bool = True) -> dict[str, Any]:
     """SPIN on two lists of (prompt, response) rows; the result dict of the scan (without figures)."""
@@ -265,7 +244,7 @@ def run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, stat_dtype: str = "fl
             f"no candidates and no gradient was computed; the smallest q that gives k >= 1 is "
             f"{smallest_q_for_one(shapes):.6g} (set scan.spin.q)"
         )
-    pad = _pad_id(tokenizer)
+    pad = pad_id(tokenizer)
     cands, info = [], {}
     for label, rows in (("dataset1", rows1), ("dataset2", rows2)):
         samples = []
@@ -303,14 +282,13 @@ def spin_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     rows1 = [(r.prompt, r.response) for r in load_spin_rows(p1, cfg.n_samples, cfg.seed)]
     rows2 = [(r.prompt, r.response) for r in load_spin_rows(p2, cfg.n_samples, cfg.seed)]
     hw = ctx.hardware
-    budget = min(int(getattr(hw, "max_batch_tokens", 4096)), int(cfg.max_batch_tokens))
+    budget = min(int(hw.max_batch_tokens), int(cfg.max_batch_tokens))
     model = ctx.model
     was_training = model.training
     model.eval()
     try:
         res = run_spin(model, ctx.tokenizer, ctx.anatomy, rows1, rows2, cfg,
-                       stat_dtype=getattr(hw, "stat_dtype", "float32"), max_batch_tokens=budget,
-                       causal_right_padding=bool(getattr(hw, "causal_right_padding", True)))
+                       stat_dtype=hw.stat_dtype, max_batch_tokens=budget, causal_right_padding=hw.causal_right_padding)
     finally:
         model.train(was_training)
     res.pop("candidates")
@@ -320,7 +298,7 @@ def spin_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     fig = plot_per_layer(coupled, f"SPIN coupled weights per layer (q={cfg.q:g}, {cfg.target_module})",
                          ctx.figures_dir / "spin_coupled_per_layer.png", ylabel="coupled", kind="bar")
     res["figures"] = [str(fig.relative_to(ctx.run_dir))]
-    res["config"] = _cfg_dict(cfg)
+    res["config"] = config_dict(cfg)
     res["details"]["data"] = {"dataset1": str(p1), "dataset2": str(p2)}
     if not math.isfinite(res["metrics"]["coupled_rate_vs_candidate_mean"]):
         res["metrics"]["coupled_rate_vs_candidate_mean"] = math.nan

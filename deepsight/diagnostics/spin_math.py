@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from deepsight.errors import ConfigError
+from deepsight.stats import GradAbsSum
 
 TARGET_MODULES = ("mlp", "self_attn", "all")
 
@@ -72,16 +73,10 @@ def smallest_q_for_one(shapes: list[tuple[int, int]]) -> float:
     return q
 
 
-def candidates(weight: torch.Tensor, grad_abs_sum: torch.Tensor, k: int) -> torch.Tensor:
-    """Sorted flat indices (int64, CPU) of the top-k of |W| * G_W; empty when k <= 0 or G_W == 0."""
-    k = min(int(k), weight.numel())
-    if k <= 0:
-        return torch.zeros(0, dtype=torch.long)
-    from deepsight.kernels import dispatch
-
-    w2 = weight.detach().reshape(weight.shape[0], -1)
-    g2 = grad_abs_sum.reshape(weight.shape[0], -1).to(w2.device)
-    _, idx = dispatch.importance_topk(w2, g2, k)
+def candidates(weight: torch.Tensor, grad_abs_sum: GradAbsSum, k: int) -> torch.Tensor:
+    """Sorted flat indices (int64, CPU) of the top-k of |W| * G_W (``grad_abs_sum``: the weight's
+    ``GradAbsSum``); empty when k <= 0 or G_W == 0."""
+    _, idx = grad_abs_sum.topk(weight.detach(), k)
     return torch.unique(idx.to("cpu", torch.long))
 
 

@@ -27,13 +27,15 @@ from typing import Any
 import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
+from deepsight.config.plain import config_dict
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.data.tellme import load_tellme
-from deepsight.diagnostics._chat_tokens import pad_id, render_chats, tokenize
-from deepsight.diagnostics._model_io import input_device, num_blocks
+from deepsight.diagnostics._chat_tokens import render_chats, tokenize
+from deepsight.diagnostics._model_io import num_blocks
 from deepsight.diagnostics.registry import ScanContext, register_scan
 from deepsight.diagnostics.tellme_metrics import NAMES, coding_rates, distance_metrics, erank
 from deepsight.errors import ConfigError
+from deepsight.models.io import input_device, pad_id
 from deepsight.stats import GramMatrix
 
 NUM_CLASSES = 2  # 0 = unsafe, 1 = safe
@@ -56,6 +58,23 @@ def _max_length(tokenizer: Any, max_length: int | None) -> int | None:
     return int(mml) if isinstance(mml, int) and 0 < mml < 10**7 else None
 
 
+def last_token_capture(layer: int, n_rows: int, stat_dtype: str = "float32") -> tuple[CaptureSpec, Any, dict]:
+    """The scan's capture: (spec, sink, store); the sink fills ``store["rows"]`` (n_rows, d) in data order
+    and ``store["gram"]`` (per-class ``GramMatrix``) from the metadata ``labels`` and ``index``."""
+    store: dict[str, Any] = {}
+
+    def sink(ev: Any) -> None:  # on the layer's device; ev.value (B, d) = last valid token of each row
+        v = ev.value
+        last = v if v.dtype == torch.float64 else v.float()  # rows kept in float32 (float64 for float64 models)
+        if "rows" not in store:
+            store["rows"] = torch.zeros(n_rows, last.shape[1], dtype=last.dtype, device=last.device)
+            store["gram"] = GramMatrix(last.shape[1], NUM_CLASSES, dtype=stat_dtype, device=last.device)
+        store["rows"].index_copy_(0, ev.take("index"), last)
+        store["gram"].update(last, ev.take("labels"))
+
+    return CaptureSpec("block_output", [layer], reduce="last", name="tellme"), sink, store
+
+
 @torch.no_grad()
 def collect_last_token(
     model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], layer: int, *,
@@ -73,19 +92,8 @@ def collect_last_token(
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     if labels.numel() and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise ConfigError("TELLME labels must be 0 (unsafe) or 1 (safe)")
-    store: dict[str, Any] = {}
-
-    def sink(ev: Any) -> None:  # on the layer's device; ev.value (B, d) = last valid token of each row
-        v = ev.value
-        last = v if v.dtype == torch.float64 else v.float()  # rows kept in float32 (float64 for float64 models)
-        if "rows" not in store:
-            store["rows"] = torch.zeros(len(chats), last.shape[1], dtype=last.dtype, device=last.device)
-            store["gram"] = GramMatrix(last.shape[1], NUM_CLASSES, dtype=stat_dtype, device=last.device)
-        store["rows"].index_copy_(0, ev.take("index"), last)
-        store["gram"].update(last, ev.take("labels"))
-
-    device = input_device(anatomy, model)
-    spec = CaptureSpec("block_output", [layer], reduce="last")
+    spec, sink, store = last_token_capture(layer, len(chats), stat_dtype)
+    device = input_device(model, anatomy)
     no_mask = causal_right_padding and padding_side == "right"
     with Capture(model, [spec], sink, anatomy=anatomy, causal_right_padding=no_mask) as cap:
         prefix = cap.shared_prefix(ids) if share_prefix and padding_side == "right" else None
@@ -118,11 +126,9 @@ def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> d
     info: dict = {}
     rows, gram = collect_last_token(
         ctx.model, ctx.tokenizer, ctx.anatomy, chats, layer, max_length=cfg.max_length,
-        max_batch_size=cfg.batch_size, max_batch_tokens=getattr(hw, "max_batch_tokens", 16384) if hw else 16384,
-        padding_side="left" if cfg.reference_compat else "right",
-        stat_dtype=getattr(hw, "stat_dtype", "float32") if hw else "float32",
-        share_prefix=getattr(hw, "share_prefix", True) if hw else True, info=info,
-        causal_right_padding=getattr(hw, "causal_right_padding", True) if hw else True)
+        max_batch_size=cfg.batch_size, max_batch_tokens=hw.max_batch_tokens,
+        padding_side="left" if cfg.reference_compat else "right", stat_dtype=hw.stat_dtype,
+        share_prefix=hw.share_prefix, info=info, causal_right_padding=hw.causal_right_padding)
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     metrics = tellme_from_rows(rows, labels, gram, cfg.eps, reference_order=cfg.reference_compat)
     warnings = []
@@ -157,10 +163,9 @@ def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> d
 
 @register_scan("tellme")
 def run_tellme(ctx: ScanContext, cfg: Any) -> dict:
-    from deepsight.diagnostics.xboundary import _config_dict
 
     chats = load_tellme(ctx.data_path(cfg.data_path, "scan.tellme.data_path"), limit=cfg.limit, suffix=cfg.suffix,
                         balanced=not cfg.reference_compat)
     result = tellme_from_chats(ctx, cfg, chats)
-    result["config"] = _config_dict(cfg)
+    result["config"] = config_dict(cfg)
     return result

@@ -4,7 +4,8 @@ Paper: X-Boundary (arXiv 2502.09990); definitions in ../shared/spec/DIAGNOSTICS.
 Every chat (with its assistant reply) is rendered with the chat template, tokenized without
 special tokens and truncated to ``max_length``. At each chosen ``hidden_states`` index (engine
 site ``hidden_states`` of ``deepsight.capture.Capture``) the valid tokens are mean-pooled and only
-per-class moments are kept (``ClassMoments``). The cost is one length-bucketed forward (right
+per-class moments are kept (``deepsight.stats.ClassCentroids`` with ``spread=True``: on CUDA the fused
+pooling kernel reads the block output in place). The cost is one length-bucketed forward (right
 padding: with causal attention the real tokens' states are exactly those of the reference's
 pad-to-1024 batches) that stops after the deepest index needed; ``layers="all"`` gets every
 index 0..L in the same single pass.
@@ -25,13 +26,17 @@ from typing import Any
 import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
+from deepsight.capture.reduce import masked_mean
+from deepsight.config.plain import config_dict
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.data.xboundary import CLASS_NAMES, load_xboundary
-from deepsight.diagnostics._chat_tokens import pad_id, render_chats, tokenize
-from deepsight.diagnostics._model_io import input_device, num_blocks
+from deepsight.diagnostics._chat_tokens import render_chats, tokenize
+from deepsight.diagnostics._model_io import num_blocks
 from deepsight.diagnostics.registry import ScanContext, register_scan
-from deepsight.diagnostics.xboundary_metrics import ClassMoments, summarize_layers, xboundary_metrics
+from deepsight.diagnostics.xboundary_metrics import NUM_CLASSES, layer_metrics, summarize_layers
 from deepsight.errors import ConfigError
+from deepsight.models.io import input_device, pad_id
+from deepsight.stats import ClassCentroids
 
 
 def _as_list(value: Any) -> list | None:
@@ -66,11 +71,26 @@ def resolve_layers(spec: Any, num_layers: int, key: str = "scan.xboundary.layers
     return sorted(set(out))
 
 
-def _masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, d), (B, T) -> (B, d): sum_t m_t h_t / max(sum_t m_t, 1e-9), in float32 (float64 for float64 states)."""
-    dt = torch.float64 if h.dtype == torch.float64 else torch.float32
-    m = mask.to(dt)
-    return torch.einsum("btd,bt->bd", h.to(dt), m) / m.sum(1, keepdim=True).clamp_min(1e-9)
+def pooled_moments_capture(layers: list[int], n_rows: int, keep_rows: set[int] | frozenset = frozenset()
+                           ) -> tuple[CaptureSpec, Any, dict[int, ClassCentroids], dict[int, torch.Tensor]]:
+    """The scan's capture: (spec, sink, per-layer float64 ``ClassCentroids`` with spread, the (n_rows, d)
+    float32 pooled rows of the ``keep_rows`` layers); both dicts fill as the sink runs. The sink reads the
+    per-row metadata ``labels`` and ``index`` (each batch row's position in the data)."""
+    moments: dict[int, ClassCentroids] = {}
+    rows: dict[int, torch.Tensor] = {}
+
+    def sink(ev: Any) -> None:  # on the layer's device; reduce="none": ev.hidden (B, T, d), ev.mask (B, T)
+        idx, h = ev.layer, ev.hidden
+        if idx not in moments:
+            moments[idx] = ClassCentroids(NUM_CLASSES, h.shape[-1], dtype="float64", device=h.device, spread=True)
+        moments[idx].update(h, ev.take("labels"), mask=ev.mask, pooling="mean")  # pooled inside the kernel
+        if idx in keep_rows:  # the 2-D pictures need the rows themselves
+            pooled = masked_mean(h, ev.mask)  # (B, d) float32
+            if idx not in rows:
+                rows[idx] = torch.zeros(n_rows, pooled.shape[1], dtype=torch.float32, device=pooled.device)
+            rows[idx].index_copy_(0, ev.take("index"), pooled)
+
+    return CaptureSpec("hidden_states", layers, reduce="none", name="xboundary"), sink, moments, rows
 
 
 @torch.no_grad()
@@ -79,30 +99,17 @@ def collect_pooled_moments(
     max_length: int = 1024, max_batch_size: int | None = 16, max_batch_tokens: int = 16384,
     keep_rows: set[int] | frozenset = frozenset(), share_prefix: bool = True, info: dict | None = None,
     causal_right_padding: bool = True,
-) -> tuple[dict[int, ClassMoments], dict[int, torch.Tensor]]:
-    """One pass over ``chats``: per-layer ``ClassMoments`` and, for ``keep_rows`` layers, the (N, d) pooled rows.
+) -> tuple[dict[int, ClassCentroids], dict[int, torch.Tensor]]:
+    """One pass over ``chats``: per-layer class moments (float64 ``ClassCentroids``, spread kept) and, for
+    ``keep_rows`` layers, the (N, d) float32 pooled rows.
 
     With ``share_prefix`` the tokens every chat starts with (the chat template's system prompt) run
     once; ``info["shared_prefix_tokens"]`` says how many. ``causal_right_padding``: the right-padded
     batches run without the padding mask (``Capture``'s option; causal models)."""
     ids = tokenize(tokenizer, render_chats(tokenizer, chats), add_special_tokens=False, max_length=max_length)
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
-    moments: dict[int, ClassMoments] = {}
-    rows: dict[int, torch.Tensor] = {}
-
-    def sink(ev: Any) -> None:  # on the layer's device; reduce="none": ev.value (B, T, d), ev.mask (B, T)
-        idx = ev.layer
-        pooled = _masked_mean(ev.value, ev.mask)  # (B, d)
-        if idx not in moments:
-            moments[idx] = ClassMoments(pooled.shape[1], device=pooled.device)
-        moments[idx].update(pooled, ev.take("labels"))
-        if idx in keep_rows:
-            if idx not in rows:
-                rows[idx] = torch.zeros(len(chats), pooled.shape[1], dtype=torch.float32, device=pooled.device)
-            rows[idx].index_copy_(0, ev.take("index"), pooled.float())
-
-    device = input_device(anatomy, model)
-    spec = CaptureSpec("hidden_states", layers, reduce="none")
+    spec, sink, moments, rows = pooled_moments_capture(layers, len(chats), keep_rows)
+    device = input_device(model, anatomy)
     with Capture(model, [spec], sink, anatomy=anatomy, causal_right_padding=causal_right_padding) as cap:
         prefix = cap.shared_prefix(ids) if share_prefix else None
         if info is not None:
@@ -170,12 +177,11 @@ def xboundary_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat], w
     moments, rows = collect_pooled_moments(
         ctx.model, ctx.tokenizer, ctx.anatomy, chats, sorted(set(layers) | set(proj)),
         max_length=cfg.max_length, max_batch_size=cfg.batch_size,
-        max_batch_tokens=getattr(hw, "max_batch_tokens", 16384) if hw is not None else 16384, keep_rows=set(proj),
-        share_prefix=getattr(hw, "share_prefix", True) if hw is not None else True, info=info,
-        causal_right_padding=getattr(hw, "causal_right_padding", True) if hw is not None else True)
+        max_batch_tokens=hw.max_batch_tokens, keep_rows=set(proj), share_prefix=hw.share_prefix, info=info,
+        causal_right_padding=hw.causal_right_padding)
     per_layer = {}
     for idx in layers:
-        vals, w = xboundary_metrics(moments[idx].counts, moments[idx].sums, moments[idx].sq_sums)
+        vals, w = layer_metrics(moments[idx])
         per_layer[idx] = vals
         warnings += [f"hidden_states[{idx}]: {x}" for x in w]
     metrics = summarize_layers(per_layer)
@@ -213,18 +219,5 @@ def run_xboundary(ctx: ScanContext, cfg: Any) -> dict:
     result["details"]["selection"] = (f"first {cfg.n_per_class} records per class (reference compat)"
                                       if cfg.sampling == "first" else
                                       f"{cfg.n_per_class} random records per class, seed {cfg.seed}, file order")
-    result["config"] = _config_dict(cfg)
+    result["config"] = config_dict(cfg)
     return result
-
-
-def _config_dict(cfg: Any) -> dict:
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(cfg):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:
-        pass
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(cfg) if is_dataclass(cfg) else dict(cfg)

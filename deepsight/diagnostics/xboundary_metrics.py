@@ -1,8 +1,9 @@
 """X-Boundary metrics from per-class streaming moments (spec section 1).
 
-Per layer only three numbers per class are accumulated: the count n_k, the sum of the
-pooled vectors s_k (d,) and the sum of their squared norms q_k, all in float64 (B x d per
-batch: negligible cost, and the spread below subtracts nearly equal numbers). From them:
+Per layer only three numbers per class are accumulated (``deepsight.stats.ClassCentroids`` with
+``spread=True``): the count n_k, the sum of the pooled vectors s_k (d,) and the sum of their squared
+norms q_k, all in float64 (B x d per batch: negligible cost, and the spread below subtracts nearly
+equal numbers). From them:
 
 * centroid C_k = s_k / n_k
 * separation_score = ||C_safe - C_harmful||
@@ -23,33 +24,14 @@ import math
 import torch
 
 from deepsight.data.xboundary import BOUNDARY, CLASS_NAMES, HARMFUL, SAFE
+from deepsight.stats import ClassCentroids
 
 NUM_CLASSES = 3
 
 
-class ClassMoments:
-    """Per-class count, vector sum and squared-norm sum of pooled vectors (float64, addition only)."""
-
-    def __init__(self, dim: int, device: torch.device | str = "cpu", num_classes: int = NUM_CLASSES):
-        self.counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
-        self.sums = torch.zeros(num_classes, dim, dtype=torch.float64, device=device)
-        self.sq_sums = torch.zeros(num_classes, dtype=torch.float64, device=device)
-
-    def update(self, pooled: torch.Tensor, labels: torch.Tensor) -> None:
-        """pooled (B, d), labels (B,) int in [0, num_classes)."""
-        x = pooled.to(self.sums.device, torch.float64)
-        lab = labels.to(self.sums.device, torch.long)
-        self.counts.index_add_(0, lab, torch.ones_like(lab, dtype=torch.float64))
-        self.sums.index_add_(0, lab, x)
-        self.sq_sums.index_add_(0, lab, (x * x).sum(dim=1))
-
-    def merge(self, other: ClassMoments) -> None:
-        self.counts += other.counts.to(self.counts.device)
-        self.sums += other.sums.to(self.sums.device)
-        self.sq_sums += other.sq_sums.to(self.sq_sums.device)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"counts": self.counts, "sums": self.sums, "sq_sums": self.sq_sums}
+def layer_metrics(stat: ClassCentroids) -> tuple[dict, list[str]]:
+    """Metrics of one layer from its class statistic (``spread=True``); returns (values, warnings)."""
+    return xboundary_metrics(stat.class_counts, stat.class_sums, stat.sq_norm_sums)
 
 
 def _f(x: torch.Tensor | float) -> float:

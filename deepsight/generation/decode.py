@@ -26,16 +26,13 @@ from dataclasses import dataclass
 
 import torch
 
+from deepsight.models.io import input_device  # where input ids must live
+
 
 @dataclass
 class DecodeOutput:
     tokens: list[list[int]]  # generated ids per prompt, including the EOS that stopped the row
     finish_reasons: list[str]  # "stop" (EOS or stop_check) | "length"
-
-
-def input_device(model) -> torch.device:
-    """Where input ids must live: the device of the embedding (the first shard under a device_map)."""
-    return model.get_input_embeddings().weight.device
 
 
 def left_pad(prompts: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

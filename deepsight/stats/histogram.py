@@ -3,13 +3,16 @@ plug-in mutual information (the streaming estimator of MI-Peaks).
 
 Step s holds the histogram of the pairs (x_s[k], y[k]) over the coordinates k of a d-vector,
 with ``bins`` equal-width bins per axis over fixed ranges (values outside are clamped into the
-edge bins). The number of steps grows as updates arrive, so generations of any length fit.
+edge bins), or, with a range of None, over each updated row's own [min, max] (``numpy.histogram2d``'s
+default: MI-Peaks bins every state against the answer over their data ranges). The number of steps grows
+as updates arrive, so generations of any length fit.
 
 Usage::
 
     h = JointHistogram(bins=32, range_x=(-4, 4), range_y=(-4, 4), device=dev)
     h.update(states, answer, step=0)   # states (S, D) for steps 0..S-1, answer (D,) or (S, D)
     h.mutual_information              # (S,) float64, nats: sum p_ab ln(p_ab / (p_a p_b))
+    JointHistogram(bins=32, range_x=None, range_y=None)   # per-row data ranges
 """
 
 from __future__ import annotations
@@ -23,21 +26,31 @@ from deepsight.kernels import dispatch
 from deepsight.stats._base import Statistic, all_reduce_sum_, resolve_stat_dtype
 
 
+def _row_range(fixed: tuple[float, float] | None, v: torch.Tensor, s: int) -> tuple:
+    """(lo, hi) of the bins: the fixed range, or per row (S,) the data's min and max (of the 1-D y for all)."""
+    if fixed is not None:
+        return fixed
+    if v.dim() == 1:
+        return v.min().expand(s), v.max().expand(s)
+    return v.amin(dim=1), v.amax(dim=1)
+
+
 class JointHistogram(Statistic):
     _state = ("counts",)
     _config = ("bins", "range_x", "range_y")
 
-    def __init__(self, bins: int = 32, range_x: tuple[float, float] = (-1.0, 1.0),
-                 range_y: tuple[float, float] = (-1.0, 1.0), *, num_steps: int = 0,
+    def __init__(self, bins: int = 32, range_x: tuple[float, float] | None = (-1.0, 1.0),
+                 range_y: tuple[float, float] | None = (-1.0, 1.0), *, num_steps: int = 0,
                  dtype: str | torch.dtype = "float32", device: torch.device | str = "cpu", backend: str = "auto"):
         if bins < 1:
             raise ValueError(f"bins={bins} must be >= 1")
-        for name, (lo, hi) in (("range_x", range_x), ("range_y", range_y)):
-            if not hi > lo:
-                raise ValueError(f"{name}={(lo, hi)} must have hi > lo")
+        for name, rng in (("range_x", range_x), ("range_y", range_y)):
+            if rng is not None and not rng[1] > rng[0]:
+                raise ValueError(f"{name}={tuple(rng)} must have hi > lo (or be None: each row's data range)")
         self.bins, self.backend = int(bins), backend
-        self.range_x = (float(range_x[0]), float(range_x[1]))
-        self.range_y = (float(range_y[0]), float(range_y[1]))
+        # None: bins over each updated row's [min, max] (set by the update that fills the step)
+        self.range_x = None if range_x is None else (float(range_x[0]), float(range_x[1]))
+        self.range_y = None if range_y is None else (float(range_y[0]), float(range_y[1]))
         self._dtype = resolve_stat_dtype(dtype)
         self._buf = torch.zeros(num_steps, self.bins, self.bins, dtype=self._dtype, device=device)
         self.num_steps = int(num_steps)
@@ -62,7 +75,7 @@ class JointHistogram(Statistic):
 
     def update(self, x: torch.Tensor, y: torch.Tensor, step: int = 0) -> JointHistogram:
         """Add the pairs of ``x`` (S, D) (or (D,) for one step) against ``y`` (D,) or (S, D) into
-        the histograms of steps ``step .. step + S - 1``."""
+        the histograms of steps ``step .. step + S - 1`` (a range of None: each row's own min..max)."""
         if x.dim() == 1:
             x = x[None]  # (1, D)
         if y.dim() == 2 and y.shape[0] == 1 and x.shape[0] != 1:
@@ -75,7 +88,8 @@ class JointHistogram(Statistic):
         if s == 0:
             return self
         self._grow(step + s)
-        dispatch.joint_histogram_(x, y, self._buf[step: step + s], *self.range_x, *self.range_y, backend=self.backend)
+        dispatch.joint_histogram_(x, y, self._buf[step: step + s], *_row_range(self.range_x, x, s),
+                                  *_row_range(self.range_y, y, s), backend=self.backend)
         return self
 
     # -- merge / distributed (the step count may differ between parts) -----------------------
