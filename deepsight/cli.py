@@ -3,6 +3,7 @@
     deepsight                                   # quick audit of the default model
     deepsight audit=none scan=[tellme] data_dir=../shared/data
     deepsight -m model=smollm2,hf model.path=/models/x   # one run per model
+    deepsight plan model=deepseek_v3 hardware=multi_gpu  # memory / FLOPs / time plan, nothing loaded
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "plan":
+        from deepsight.run.plan import plan_main
+
+        sys.exit(plan_main(sys.argv[2:]))
     register_configs()
     _hydra_main()
 
