@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
+from deepsight.capture.checkpoint import ScanCheckpoint
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.data.tellme import load_tellme
 from deepsight.diagnostics._chat_tokens import pad_id, render_chats, tokenize
@@ -61,19 +62,26 @@ def collect_last_token(
     model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], layer: int, *,
     max_length: int | None = None, max_batch_size: int | None = 16, max_batch_tokens: int = 16384,
     padding_side: str = "right", stat_dtype: str = "float32", share_prefix: bool = True, info: dict | None = None,
-    causal_right_padding: bool = True,
+    causal_right_padding: bool = True, checkpoint: ScanCheckpoint | None = None,
 ) -> tuple[torch.Tensor, GramMatrix]:
     """(m, d) float32 last-token rows of block ``layer`` in data order, and the per-class Gram statistic.
 
     With ``share_prefix`` (right padding) the tokens every row starts with (the chat template's system
     prompt) run once; ``info["shared_prefix_tokens"]`` says how many. ``causal_right_padding``: right-padded
-    batches run without the padding mask (``Capture``'s option; causal models)."""
+    batches run without the padding mask (``Capture``'s option; causal models). ``checkpoint``: save the
+    statistics every N batches and resume from a saved position (``deepsight.capture.checkpoint``)."""
     ids = tokenize(tokenizer, render_chats(tokenizer, chats), add_special_tokens=True,
                    max_length=_max_length(tokenizer, max_length))
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     if labels.numel() and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise ConfigError("TELLME labels must be 0 (unsafe) or 1 (safe)")
     store: dict[str, Any] = {}
+    checkpoint = checkpoint or ScanCheckpoint(None)
+    checkpoint.restore(store, {"ids": ids, "labels": labels.tolist(), "layer": layer, "stat_dtype": str(stat_dtype),
+                               "batching": [max_batch_tokens, max_batch_size, padding_side, share_prefix,
+                                            causal_right_padding],
+                               "model": [type(model).__name__, str(getattr(model, "dtype", "")),
+                                         getattr(model.config, "_name_or_path", "")]})
 
     def sink(ev: Any) -> None:  # on the layer's device; ev.value (B, d) = last valid token of each row
         v = ev.value
@@ -91,8 +99,9 @@ def collect_last_token(
         prefix = cap.shared_prefix(ids) if share_prefix and padding_side == "right" else None
         if info is not None:
             info["shared_prefix_tokens"] = 0 if prefix is None else prefix.length
-        for batch in iter_batches(ids, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side=padding_side,
-                                  max_batch_size=max_batch_size, device=device):
+        batches = iter_batches(ids, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side=padding_side,
+                               max_batch_size=max_batch_size, device=device)
+        for batch in checkpoint.batches(batches, store):
             cap.forward(batch.input_ids, batch.attention_mask, prefix=prefix, labels=labels[batch.index],
                         index=batch.index)
     return store["rows"], store["gram"]
@@ -122,7 +131,8 @@ def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> d
         padding_side="left" if cfg.reference_compat else "right",
         stat_dtype=getattr(hw, "stat_dtype", "float32") if hw else "float32",
         share_prefix=getattr(hw, "share_prefix", True) if hw else True, info=info,
-        causal_right_padding=getattr(hw, "causal_right_padding", True) if hw else True)
+        causal_right_padding=getattr(hw, "causal_right_padding", True) if hw else True,
+        checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, "tellme", getattr(hw, "checkpoint_every", 0) if hw else 0))
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     metrics = tellme_from_rows(rows, labels, gram, cfg.eps, reference_order=cfg.reference_compat)
     warnings = []
