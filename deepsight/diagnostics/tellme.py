@@ -28,6 +28,7 @@ import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
 from deepsight.capture.checkpoint import ScanCheckpoint
+from deepsight.capture.sharding import all_reduce_store, rank_and_world, shard_by_length
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.data.tellme import load_tellme
 from deepsight.diagnostics._chat_tokens import pad_id, render_chats, tokenize
@@ -69,26 +70,34 @@ def collect_last_token(
     With ``share_prefix`` (right padding) the tokens every row starts with (the chat template's system
     prompt) run once; ``info["shared_prefix_tokens"]`` says how many. ``causal_right_padding``: right-padded
     batches run without the padding mask (``Capture``'s option; causal models). ``checkpoint``: save the
-    statistics every N batches and resume from a saved position (``deepsight.capture.checkpoint``)."""
+    statistics every N batches and resume from a saved position (``deepsight.capture.checkpoint``). Under
+    torch.distributed each rank takes its share of the rows (``deepsight.capture.sharding``) and the
+    statistics are summed over the ranks at the end."""
     ids = tokenize(tokenizer, render_chats(tokenizer, chats), add_special_tokens=True,
                    max_length=_max_length(tokenizer, max_length))
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     if labels.numel() and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise ConfigError("TELLME labels must be 0 (unsafe) or 1 (safe)")
     store: dict[str, Any] = {}
+    rank, world = rank_and_world()
+    mine = torch.tensor(shard_by_length([len(x) for x in ids]), dtype=torch.long)  # this rank's rows
     checkpoint = checkpoint or ScanCheckpoint(None)
     checkpoint.restore(store, {"ids": ids, "labels": labels.tolist(), "layer": layer, "stat_dtype": str(stat_dtype),
+                               "rank": [rank, world],
                                "batching": [max_batch_tokens, max_batch_size, padding_side, share_prefix,
                                             causal_right_padding],
                                "model": [type(model).__name__, str(getattr(model, "dtype", "")),
                                          getattr(model.config, "_name_or_path", "")]})
 
+    def new_store(d: int, dtype: torch.dtype, device: torch.device) -> None:
+        store["rows"] = torch.zeros(len(chats), d, dtype=dtype, device=device)  # (m, d); zero rows on other ranks
+        store["gram"] = GramMatrix(d, NUM_CLASSES, dtype=stat_dtype, device=device)
+
     def sink(ev: Any) -> None:  # on the layer's device; ev.value (B, d) = last valid token of each row
         v = ev.value
         last = v if v.dtype == torch.float64 else v.float()  # rows kept in float32 (float64 for float64 models)
         if "rows" not in store:
-            store["rows"] = torch.zeros(len(chats), last.shape[1], dtype=last.dtype, device=last.device)
-            store["gram"] = GramMatrix(last.shape[1], NUM_CLASSES, dtype=stat_dtype, device=last.device)
+            new_store(last.shape[1], last.dtype, last.device)
         store["rows"].index_copy_(0, ev.take("index"), last)
         store["gram"].update(last, ev.take("labels"))
 
@@ -96,14 +105,19 @@ def collect_last_token(
     spec = CaptureSpec("block_output", [layer], reduce="last")
     no_mask = causal_right_padding and padding_side == "right"
     with Capture(model, [spec], sink, anatomy=anatomy, causal_right_padding=no_mask) as cap:
-        prefix = cap.shared_prefix(ids) if share_prefix and padding_side == "right" else None
+        if world > 1 and "rows" not in store:  # every rank takes part in the sums, with rows or without
+            is64 = next(model.parameters()).dtype == torch.float64
+            new_store(anatomy.hidden_size, torch.float64 if is64 else torch.float32, cap.layer_device(layer))
+        local = [ids[i] for i in mine.tolist()]
+        prefix = cap.shared_prefix(local) if share_prefix and padding_side == "right" and local else None
         if info is not None:
             info["shared_prefix_tokens"] = 0 if prefix is None else prefix.length
-        batches = iter_batches(ids, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side=padding_side,
+        batches = iter_batches(local, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side=padding_side,
                                max_batch_size=max_batch_size, device=device)
         for batch in checkpoint.batches(batches, store):
-            cap.forward(batch.input_ids, batch.attention_mask, prefix=prefix, labels=labels[batch.index],
-                        index=batch.index)
+            index = mine[batch.index]  # rows of the full list
+            cap.forward(batch.input_ids, batch.attention_mask, prefix=prefix, labels=labels[index], index=index)
+    all_reduce_store(store)
     return store["rows"], store["gram"]
 
 
@@ -120,6 +134,11 @@ def tellme_from_rows(rows: torch.Tensor, labels: torch.Tensor, gram: GramMatrix,
     return {k: out[k] for k in NAMES}
 
 
+def _per_rank(name: str) -> str:
+    rank, world = rank_and_world()
+    return name if world == 1 else f"{name}.rank{rank}of{world}"
+
+
 def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> dict:
     num_layers = num_blocks(ctx.anatomy, ctx.model)
     layer = resolve_layer(cfg.layer, num_layers)
@@ -132,7 +151,8 @@ def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> d
         stat_dtype=getattr(hw, "stat_dtype", "float32") if hw else "float32",
         share_prefix=getattr(hw, "share_prefix", True) if hw else True, info=info,
         causal_right_padding=getattr(hw, "causal_right_padding", True) if hw else True,
-        checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, "tellme", getattr(hw, "checkpoint_every", 0) if hw else 0))
+        checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, _per_rank("tellme"), getattr(hw, "checkpoint_every", 0) if hw
+                                           else 0))
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     metrics = tellme_from_rows(rows, labels, gram, cfg.eps, reference_order=cfg.reference_compat)
     warnings = []
