@@ -45,6 +45,9 @@ MEAN_TOKENS = {"xboundary": 320, "tellme": 200, "spin": 220, "mi_peaks_prompt": 
 LONGEST_TOKENS = {"tellme": 1024, "spin": 512}
 TELLME_ROWS = 2000  # tellme/test.csv: 1000 safe + 1000 unsafe rows (limit=None uses all)
 GPU_RESERVE = 1 << 30  # CUDA context + allocator slack per device
+# Scans that split their items over data-parallel ranks (deepsight.capture.sharding); the others still run
+# whole on every rank, so more ranks do not shorten them.
+SPLIT_SCANS = {"scan tellme"}
 
 
 @dataclass
@@ -181,6 +184,8 @@ class Planner:
                 out.append(p)
             else:
                 out.append(fn(node))
+                if self.topo.ranks > 1 and out[-1].name not in SPLIT_SCANS:
+                    out[-1].notes.append("not split over ranks yet: every rank runs it whole")
         return out
 
     def generation(self) -> PhasePlan:
@@ -352,7 +357,7 @@ class Planner:
         compute = p.flops / t.throughput if t.throughput else 0.0
         memory = p.weight_reads / t.bandwidth if t.bandwidth else 0.0
         # the devices of a rank run one after another (pipeline of one batch); ranks split the items
-        return max(compute, memory) / t.ranks
+        return max(compute, memory) / (t.ranks if p.name in SPLIT_SCANS else 1)
 
     def fits(self, p: PhasePlan) -> bool:
         return max(p.need(self.reserve)) <= self.topo.memory
