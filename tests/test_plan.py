@@ -253,3 +253,16 @@ def test_cli_prints_the_table_and_exit_codes():
     r = subprocess.run(exe + ["hardware.no_such_key=1"], capture_output=True, text=True, cwd=REPO, env=env,
                        timeout=300)
     assert r.returncode == 2 and "hardware.no_such_key" in r.stderr
+
+
+def test_local_checkpoint_folder_and_cpu_hardware(tmp_path):
+    from transformers import LlamaConfig
+
+    LlamaConfig(vocab_size=100, hidden_size=24, intermediate_size=40, num_hidden_layers=3, num_attention_heads=4,
+                num_key_value_heads=2).save_pretrained(tmp_path)  # config.json only: no weights needed
+    plan = make_plan(_compose(["model=hf", f"model.path={tmp_path}", "audit=none", "scan=[tellme]"]))
+    d, f, L, V = 24, 40, 3, 100
+    params = 2 * V * d + d + L * (2 * d * d + 2 * d * 12 + 2 * d + 3 * d * f)
+    assert plan["num_params"] == params
+    assert plan["weight_bytes"] == 4 * params  # hardware=cpu: float32
+    assert not plan["accelerator"] and plan["devices_per_rank"] == 1 and plan["fits"]

@@ -72,6 +72,10 @@ def architecture_config(model_cfg) -> Any:
         except (ValueError, KeyError) as e:
             raise ConfigError(f"model.config: model_type={model_type!r} is not a transformers model ({e})") from e
     path = Path(str(model_cfg.path)).expanduser()
+    if str(model_cfg.path) == "default":  # SmolLM2's converted copy, once an audit has made it
+        from deepsight.models.default_model import default_model_dir
+
+        path = default_model_dir()
     if (path / "config.json").is_file():
         return AutoConfig.from_pretrained(str(path), trust_remote_code=bool(model_cfg.trust_remote_code))
     raise ConfigError(
