@@ -219,16 +219,16 @@ def test_a_plan_that_does_not_fit_names_settings_that_do():
 
 
 def test_ranks_split_devices_and_time():
-    base = ["model=qwen3_235b_a22b", "hardware=multi_gpu", "audit=none", "scan=[tellme,xboundary]"]
+    base = ["model=qwen3_235b_a22b", "hardware=multi_gpu", "audit=none", "scan=[tellme,xboundary,mi_peaks]"]
     one = make_plan(_compose(base))
     two = make_plan(_compose([*base, "hardware.processes=2"]))
     assert (one["ranks"], one["devices_per_rank"]) == (1, 8) and (two["ranks"], two["devices_per_rank"]) == (2, 4)
-    xb1, tl1 = one["phases"][1:3]
-    xb2, tl2 = two["phases"][1:3]
-    assert (xb1["phase"], tl1["phase"]) == ("scan xboundary", "scan tellme")
-    assert tl2["seconds"] == pytest.approx(tl1["seconds"] / 2, rel=1e-9)  # TELLME splits its rows over ranks
-    assert xb2["seconds"] == pytest.approx(xb1["seconds"], rel=1e-9)  # X-Boundary does not (yet)
-    assert any("not split" in n for n in xb2["notes"])
+    assert [r["phase"] for r in one["phases"][1:]] == ["scan xboundary", "scan tellme", "scan mi_peaks"]
+    for a, b in zip(one["phases"][1:3], two["phases"][1:3]):  # X-Boundary and TELLME split their rows
+        assert b["seconds"] == pytest.approx(a["seconds"] / 2, rel=1e-9)
+    mi1, mi2 = one["phases"][3], two["phases"][3]
+    assert mi2["seconds"] == pytest.approx(mi1["seconds"], rel=1e-9)  # MI-Peaks does not (yet)
+    assert any("not split" in n for n in mi2["notes"])
     assert sum(two["weights_per_device"]) == pytest.approx(sum(one["weights_per_device"]), rel=1e-12)
 
 

@@ -38,7 +38,7 @@ def test_launcher_reads_processes_and_fixes_one_run_dir():
 def test_cli_processes_2_launches_torchrun_and_matches_one_process(tmp_path, data_dir):
     """The whole command: hardware.processes=2 runs 2 gloo ranks under torchrun into one run folder; rank 0
     alone writes results.json, whose scan metrics equal a one-process run's (TELLME split over the ranks,
-    X-Boundary not split: every rank computes it whole)."""
+    X-Boundary split the same way)."""
     import json
     import os
     import subprocess

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
+from deepsight.capture.sharding import all_reduce_store, rank_and_world, shard_by_length
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.data.xboundary import CLASS_NAMES, load_xboundary
 from deepsight.diagnostics._chat_tokens import pad_id, render_chats, tokenize
@@ -84,7 +85,8 @@ def collect_pooled_moments(
 
     With ``share_prefix`` the tokens every chat starts with (the chat template's system prompt) run
     once; ``info["shared_prefix_tokens"]`` says how many. ``causal_right_padding``: the right-padded
-    batches run without the padding mask (``Capture``'s option; causal models)."""
+    batches run without the padding mask (``Capture``'s option; causal models). Under torch.distributed each rank
+    takes its share of the chats (``deepsight.capture.sharding``) and the moments and rows are summed over ranks."""
     ids = tokenize(tokenizer, render_chats(tokenizer, chats), add_special_tokens=False, max_length=max_length)
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     moments: dict[int, ClassMoments] = {}
@@ -103,14 +105,24 @@ def collect_pooled_moments(
 
     device = input_device(anatomy, model)
     spec = CaptureSpec("hidden_states", layers, reduce="none")
+    mine = torch.tensor(shard_by_length([len(x) for x in ids]), dtype=torch.long)  # this rank's chats
+    local = [ids[i] for i in mine.tolist()]
     with Capture(model, [spec], sink, anatomy=anatomy, causal_right_padding=causal_right_padding) as cap:
-        prefix = cap.shared_prefix(ids) if share_prefix else None
+        if rank_and_world()[1] > 1:  # every rank takes part in the sums, with rows or without
+            for idx in layers:
+                dev = cap.layer_device(idx, site="hidden_states")
+                moments[idx] = ClassMoments(anatomy.hidden_size, device=dev)
+                if idx in keep_rows:
+                    rows[idx] = torch.zeros(len(chats), anatomy.hidden_size, dtype=torch.float32, device=dev)
+        prefix = cap.shared_prefix(local) if share_prefix and local else None
         if info is not None:
             info["shared_prefix_tokens"] = 0 if prefix is None else prefix.length
-        for batch in iter_batches(ids, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side="right",
+        for batch in iter_batches(local, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side="right",
                                   max_batch_size=max_batch_size, device=device):
-            cap.forward(batch.input_ids, batch.attention_mask, prefix=prefix, labels=labels[batch.index],
-                        index=batch.index)
+            index = mine[batch.index]  # chats of the full list
+            cap.forward(batch.input_ids, batch.attention_mask, prefix=prefix, labels=labels[index], index=index)
+    all_reduce_store({f"{i}.{k}": t for i, m in moments.items() for k, t in m.state_dict().items()}
+                     | {f"{i}.rows": t for i, t in rows.items()})  # in place: the live accumulators
     return moments, rows
 
 
