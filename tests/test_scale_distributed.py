@@ -37,8 +37,8 @@ def test_launcher_reads_processes_and_fixes_one_run_dir():
 
 def test_cli_processes_2_launches_torchrun_and_matches_one_process(tmp_path, data_dir):
     """The whole command: hardware.processes=2 runs 2 gloo ranks under torchrun into one run folder; rank 0
-    alone writes results.json, whose scan metrics equal a one-process run's (TELLME split over the ranks,
-    X-Boundary split the same way)."""
+    alone writes results.json, whose scan metrics equal a one-process run's (TELLME, X-Boundary and SPIN
+    split over the ranks; SPIN's candidate sets identical)."""
     import json
     import os
     import subprocess
@@ -51,9 +51,10 @@ def test_cli_processes_2_launches_torchrun_and_matches_one_process(tmp_path, dat
     char_tokenizer().save_pretrained(model_dir)
     env = dict(os.environ, OMP_NUM_THREADS="1", DEEPSIGHT_DATA_DIR=str(data_dir))
     env.pop("WANDB_API_KEY", None)
-    common = ["model=hf", f"model.path={model_dir}", "model.name=tiny", "audit=none", "scan=[tellme,xboundary]",
-              "scan.tellme.limit=12", "scan.xboundary.n_per_class=3", "scan.xboundary.projection=none",
-              "hardware.cpu_fast_paths=false"]
+    common = ["model=hf", f"model.path={model_dir}", "model.name=tiny", "audit=none",
+              "scan=[tellme,xboundary,spin]", "scan.tellme.limit=12", "scan.xboundary.n_per_class=3",
+              "scan.xboundary.projection=none", "scan.spin.n_samples=5", "scan.spin.q=0.05",
+              "scan.spin.batch_size=2", "hardware.cpu_fast_paths=false"]
     runs = {}
     for n in (1, 2):
         run_dir = tmp_path / f"run{n}"
@@ -73,4 +74,8 @@ def test_cli_processes_2_launches_torchrun_and_matches_one_process(tmp_path, dat
                 assert v == w, (scan, k)
             else:
                 assert abs(w - v) <= 1e-6 * max(1.0, abs(v)), (scan, k, v, w)
+    spin1, spin2 = runs[1]["scans"]["spin"], runs[2]["scans"]["spin"]
+    assert spin1["status"] == "ok" and spin1["metrics"]["candidate_dataset1"] > 0
+    # identical candidate sets: every count of candidates and coupled weights, per layer and in total
+    assert spin2["metrics"] == spin1["metrics"] and spin2["details"]["layers"] == spin1["details"]["layers"]
     assert Path(tmp_path / "run2" / "report.md").is_file()

@@ -47,7 +47,7 @@ TELLME_ROWS = 2000  # tellme/test.csv: 1000 safe + 1000 unsafe rows (limit=None 
 GPU_RESERVE = 1 << 30  # CUDA context + allocator slack per device
 # Scans that split their items over data-parallel ranks (deepsight.capture.sharding); the others still run
 # whole on every rank, so more ranks do not shorten them.
-SPLIT_SCANS = {"scan tellme", "scan xboundary"}
+SPLIT_SCANS = {"scan tellme", "scan xboundary", "scan spin"}
 
 
 @dataclass
