@@ -11,6 +11,7 @@ function is the identity: rank 0 of 1 gets every item.
     for b in iter_batches([seqs[i] for i in idx], ...):  # b.index -> idx[b.index] in the full list
         ...
     all_reduce_store(store)                              # sums Statistics and tensors over ranks
+    per_item = gather_by_index(my_results, idx, len(seqs))   # per-item results of every rank, in item order
 
 Balance: items are dealt longest first to the rank with the fewest tokens so far (ties to the lower
 rank), so ranks get nearly equal token counts; the split depends only on the lengths (every rank
@@ -51,6 +52,20 @@ def shard_by_length(lengths: Sequence[int], rank: int | None = None, world: int 
             mine.append(i)
         heapq.heappush(loads, (load + int(lengths[i]), r))
     return sorted(mine)
+
+
+def gather_by_index(local: list, mine: Sequence[int], n: int, group=None) -> list:
+    """Per-item results of every rank in item order: ``local[j]`` belongs to item ``mine[j]`` (any picklable
+    value; ``torch.distributed.all_gather_object``). One process: ``local`` placed at ``mine``."""
+    out: list = [None] * n
+    parts = [(list(mine), local)]
+    if rank_and_world()[1] > 1:
+        parts = [None] * dist.get_world_size(group)
+        dist.all_gather_object(parts, (list(mine), local), group=group)
+    for idx, vals in parts:
+        for i, v in zip(idx, vals):
+            out[i] = v
+    return out
 
 
 def all_reduce_store(store: dict, group=None) -> dict:
