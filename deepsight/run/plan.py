@@ -47,7 +47,7 @@ TELLME_ROWS = 2000  # tellme/test.csv: 1000 safe + 1000 unsafe rows (limit=None 
 GPU_RESERVE = 1 << 30  # CUDA context + allocator slack per device
 # Scans that split their items over data-parallel ranks (deepsight.capture.sharding); the others still run
 # whole on every rank, so more ranks do not shorten them.
-SPLIT_SCANS = {"scan tellme", "scan xboundary", "scan spin"}
+SPLIT_SCANS = {"scan tellme", "scan xboundary", "scan spin", "scan mi_peaks"}
 
 
 @dataclass
@@ -59,6 +59,7 @@ class PhasePlan:
     statistics: list[float] = field(default_factory=list)
     flops: float = math.nan
     weight_reads: float = 0.0  # bytes of weights streamed from memory over the phase
+    per_rank: bool = False  # weight_reads is already one rank's share
     notes: list[str] = field(default_factory=list)
 
     def need(self, reserve: float) -> list[float]:
@@ -332,7 +333,10 @@ class Planner:
         p.statistics[self.device_of_block[L - 1]] += n * new * d * 4  # per-step states of every sample
         p.flops = (forward_flops(self.costs, range(L), n * prompt, prompt, with_head=n)
                    + forward_flops(self.costs, range(L), n * new, 2 * prompt + new, with_head=n * new))
-        p.weight_reads = math.ceil(n / rows) * (new + 1) * sum(self.weights)
+        # decoding reads every weight once per step of each batch: a rank's batches, not the total, set the time
+        ranks = self.topo.ranks
+        p.weight_reads = math.ceil(math.ceil(n / ranks) / rows) * (new + 1) * sum(self.weights)
+        p.per_rank = True
         p.notes.append(f"{n} prompts x ~{prompt} tokens + {new} generated, {rows} per batch")
         return p
 
@@ -354,10 +358,11 @@ class Planner:
         t = self.topo
         if math.isnan(p.flops) or (t.throughput is None and t.bandwidth is None):
             return math.nan
-        compute = p.flops / t.throughput if t.throughput else 0.0
-        memory = p.weight_reads / t.bandwidth if t.bandwidth else 0.0
         # the devices of a rank run one after another (pipeline of one batch); ranks split the items
-        return max(compute, memory) / (t.ranks if p.name in SPLIT_SCANS else 1)
+        split = t.ranks if p.name in SPLIT_SCANS else 1
+        compute = p.flops / t.throughput / split if t.throughput else 0.0
+        memory = p.weight_reads / t.bandwidth / (1 if p.per_rank else split) if t.bandwidth else 0.0
+        return max(compute, memory)
 
     def fits(self, p: PhasePlan) -> bool:
         return max(p.need(self.reserve)) <= self.topo.memory
