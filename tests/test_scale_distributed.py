@@ -63,6 +63,7 @@ def test_cli_processes_2_launches_torchrun_and_matches_one_process(tmp_path, dat
                             f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=600)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert ("deepsight: launching 2 processes" in r.stderr) == (n == 2)  # torchrun only for 2 ranks
         runs[n] = json.loads((run_dir / "results.json").read_text())
         assert runs[n]["status"] == "completed"
     assert sorted(p.name for p in (tmp_path / "run2").iterdir() if p.name.startswith("rank")) == []

@@ -56,7 +56,7 @@ def launch(nproc: int, argv: list[str]) -> int:
         stamp = datetime.datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
         run_dir = os.path.join(os.environ.get("DEEPSIGHT_OUTPUT_DIR", "outputs"), f"{stamp}_ranks{nproc}")
     cmd = torchrun_command(nproc, argv, run_dir)
-    log.info("launching %d processes: %s", nproc, " ".join(cmd))
+    print(f"deepsight: launching {nproc} processes: {' '.join(cmd)}", file=sys.stderr, flush=True)
     return subprocess.call(cmd)
 
 
