@@ -95,3 +95,37 @@ def test_off_by_default_writes_nothing(tmp_path):
     assert ck.restore(store, None) == 0
     assert list(ck.batches(range(3), store)) == [0, 1, 2]
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_xboundary_interrupted_then_resumed_equals_uninterrupted(tmp_path):
+    import pytest
+    from diag_helpers import char_tokenizer, random_chats, tiny_llama
+
+    from deepsight.diagnostics.xboundary import collect_pooled_moments
+    from deepsight.models.anatomy import inspect_model
+
+    torch.manual_seed(0)
+    model = tiny_llama(layers=3, dtype=torch.float32)
+    tok, anatomy = char_tokenizer(), inspect_model(model)
+    chats = random_chats(17, 3, torch.Generator().manual_seed(2), max_len=30)
+    kw = {"max_batch_size": 2, "max_batch_tokens": 4096, "keep_rows": {3}}
+    full_m, full_r = collect_pooled_moments(model, tok, anatomy, chats, [1, 3], **kw)
+    calls = [0]
+
+    def fail_at_sixth(module, args):
+        calls[0] += 1
+        if calls[0] == 6:
+            raise RuntimeError("node lost")
+
+    handle = model.register_forward_pre_hook(fail_at_sixth)
+    with pytest.raises(RuntimeError, match="node lost"):
+        collect_pooled_moments(model, tok, anatomy, chats, [1, 3], **kw,
+                               checkpoint=ScanCheckpoint.for_scan(tmp_path, "xboundary", every=2))
+    handle.remove()
+    ck = ScanCheckpoint.for_scan(tmp_path, "xboundary", every=2)
+    got_m, got_r = collect_pooled_moments(model, tok, anatomy, chats, [1, 3], **kw, checkpoint=ck)
+    assert ck.resumed_from == 4 and ck.position == 9  # 17 chats, 2 per batch
+    for layer, m in full_m.items():
+        for key, t in m.state_dict().items():
+            assert torch.equal(t, got_m[layer].state_dict()[key]), (layer, key)
+    assert torch.equal(full_r[3], got_r[3])
