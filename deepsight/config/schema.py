@@ -30,6 +30,12 @@ class ModelConfig:
     chat_template: str | None = None  # a Jinja template overriding the tokenizer's
     # test fixtures: build the model from `path`'s config.json with random weights seeded by this (no weights file)
     random_init_seed: int | None = None
+    # fp8: quantize bf16 weights to fine-grained FP8 (128 x 128 blocks) at load (GPU); checkpoints that are
+    # already FP8 (DeepSeek-V3) or MXFP4 (GPT-OSS) say so in their own config and need nothing here
+    quantization: str | None = None  # None | fp8
+    # the architecture (a config.json as a dict, with model_type) for `deepsight plan` when the checkpoint is
+    # not on this machine; loading always uses the checkpoint's own config.json
+    config: dict[str, Any] | None = None
 
 
 @dataclass
@@ -53,6 +59,18 @@ class HardwareConfig:
     # faster scan forwards on the 2-core dev machine, same numbers up to float32 rounding; no effect on GPU tensors
     cpu_fast_paths: bool = True
     free_between_phases: bool = True  # release the generation engine before white-box scans
+    # Large models (README "Large models"). processes > 1: `deepsight` relaunches itself under torchrun with that
+    # many data-parallel ranks, each holding the model on devices / processes devices (device_map shards).
+    processes: int = 1
+    devices: int | None = None  # accelerators on the node for `deepsight plan` (None: the visible ones, else 1)
+    device_memory_gib: float | None = None  # memory of one device for `deepsight plan` (None: the visible one's)
+    # measured dense matmul throughput of one device in the model dtype (benchmarks/gpu_scale.sh prints it) and
+    # its memory bandwidth: `deepsight plan` turns FLOPs and bytes read into time with them
+    throughput_tflops: float | None = None
+    memory_bandwidth_gbs: float | None = None
+    # save every scan's statistics and position every N batches in the run folder; rerunning into the same
+    # folder resumes from the last checkpoint (0 = off)
+    checkpoint_every: int = 0
 
 
 @dataclass

@@ -161,23 +161,25 @@ def align(mi_all: list[float], hist_all: list[float], gen: list[int], alignment:
 
 def run_mi_peaks(model, tokenizer, anatomy, items: list[tuple[str, str]], cfg,
                  hardware: HardwareConfig | None = None) -> dict[str, Any]:
-    """MI-Peaks on (problem, solution) pairs; the scan's result dict (without figures)."""
+    """MI-Peaks on (problem, solution) pairs; the scan's result dict (without figures). Under torch.distributed
+    each rank generates its share of the problems and the per-sample results are gathered on every rank."""
+    from deepsight.capture.sharding import gather_by_index, shard_by_length
+
     layer = anatomy.layer_index(int(cfg.layer))
-    problems, solutions = [p for p, _ in items], [s for _, s in items]
+    mine = shard_by_length([len(p) + int(cfg.max_new_tokens) for p, _ in items])  # this rank's samples
+    problems, solutions = [items[i][0] for i in mine], [items[i][1] for i in mine]
     gens = generate_with_states(model, anatomy, layer, tokenizer, problems, max_new_tokens=int(cfg.max_new_tokens),
                                 batch_size=int(cfg.batch_size))
     ys = answer_states(model, anatomy, layer, tokenizer, solutions, batch_size=int(cfg.batch_size), hardware=hardware)
-    trajs, hists, toks, stats = [], [], [], {"low_rank": 0, "direct": 0}
+    per_sample = []
     for (states, gen), y in zip(gens, ys):
         est = HSICAnswer(y.to(states.device), sigma=float(cfg.sigma), eps=float(cfg.eps))
         mi_all = est.mi(states).tolist()
         hist_all = histogram_mi(states, y.to(states.device), int(cfg.histogram_bins)).tolist()
-        for k in stats:
-            stats[k] += est.stats[k]
-        t, h, g = align(mi_all, hist_all, gen, cfg.alignment)
-        trajs.append(t)
-        hists.append(h)
-        toks.append(g)
+        per_sample.append((*align(mi_all, hist_all, gen, cfg.alignment), len(gen), dict(est.stats)))
+    per_sample = gather_by_index(per_sample, mine, len(items))  # every sample, in data order
+    trajs, hists, toks = [p[0] for p in per_sample], [p[1] for p in per_sample], [p[2] for p in per_sample]
+    stats = {k: sum(p[4][k] for p in per_sample) for k in ("low_rank", "direct")}
     mean = ragged_mean(trajs)
     hist_mean = ragged_mean(hists)
     thinking, per_sample_tokens = thinking_tokens(tokenizer, trajs, toks, int(cfg.top_k), int(cfg.n_thinking_tokens))
@@ -202,7 +204,7 @@ def run_mi_peaks(model, tokenizer, anatomy, items: list[tuple[str, str]], cfg,
         "spearman_per_sample": [spearman(t, h) for t, h in zip(trajs, hists)],
         "peaks": [top_peaks(t, int(cfg.top_k)) for t in trajs],
         "peak_tokens": per_sample_tokens,
-        "generated_tokens": [len(g) for _, g in gens],
+        "generated_tokens": [p[3] for p in per_sample],
         "estimator_routes": stats,
         "notes": (f"alignment={cfg.alignment} (generated: MI of r_i vs token g_i, i >= 1, as DeepScan reports; "
                   "emitted: state i vs the token emitted from it, as the paper's notebook); tokens decoded one id "

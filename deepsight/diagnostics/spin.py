@@ -208,17 +208,25 @@ def _layer_groups(refs: list[WeightRef], group_size: int | None, max_batch_token
 
 def grad_abs_sums(model, anatomy, refs, samples, *, batch_size=8, max_batch_tokens=4096, pad_id=0,
                   stat_dtype="float32", layer_group_size=None, causal_right_padding=True) -> tuple[dict, dict]:
-    """G_W of every ref over ``samples`` [(ids, n_prompt)]; returns ({name: GradAbsSum}, info)."""
+    """G_W of every ref over ``samples`` [(ids, n_prompt)]; returns ({name: GradAbsSum}, info). Under
+    torch.distributed each rank takes its share of the samples and the sums are all_reduced (per layer group)."""
+    from deepsight.capture.sharding import all_reduce_store, rank_and_world, shard_by_length
+
+    samples = [samples[i] for i in shard_by_length([len(ids) for ids, _ in samples])]
     if _needs_param_route(refs):
-        return _param_grad_sums(model, refs, samples, stat_dtype=stat_dtype), {"route": "per-sample weight grads",
-                                                                               "passes": len(samples)}
+        sums = all_reduce_store(_param_grad_sums(model, refs, samples, stat_dtype=stat_dtype))
+        return sums, {"route": "per-sample weight grads", "passes": len(samples)}
     sums: dict = {}
     groups = _layer_groups(refs, layer_group_size, max_batch_tokens)
+    if groups and layer_group_size is None and rank_and_world()[1] > 1:  # the same groups on every rank
+        size = torch.tensor([len(groups[0])])
+        torch.distributed.all_reduce(size, op=torch.distributed.ReduceOp.MIN)
+        groups = _layer_groups(refs, int(size), max_batch_tokens)
     for group in groups:
         chosen = [r for r in refs if r.layer in set(group)]
-        sums.update(_batched_grad_sums(model, chosen, samples, max_batch_tokens=max_batch_tokens,
-                                       max_batch_size=batch_size, pad_id=pad_id, stat_dtype=stat_dtype,
-                                       causal_right_padding=causal_right_padding))
+        sums.update(all_reduce_store(_batched_grad_sums(
+            model, chosen, samples, max_batch_tokens=max_batch_tokens, max_batch_size=batch_size, pad_id=pad_id,
+            stat_dtype=stat_dtype, causal_right_padding=causal_right_padding)))
     return sums, {"route": "batched per-sample |grad| (fused kernel)", "layer_groups": [list(g) for g in groups]}
 
 

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
+from deepsight.capture.checkpoint import ScanCheckpoint
+from deepsight.capture.sharding import all_reduce_store, rank_and_world, shard_by_length
 from deepsight.config.plain import config_dict
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.data.tellme import load_tellme
@@ -58,6 +60,13 @@ def _max_length(tokenizer: Any, max_length: int | None) -> int | None:
     return int(mml) if isinstance(mml, int) and 0 < mml < 10**7 else None
 
 
+def new_last_token_store(store: dict[str, Any], n_rows: int, d: int, dtype: torch.dtype, device: torch.device,
+                         stat_dtype: str = "float32") -> None:
+    """``store["rows"]`` (n_rows, d) zeros (rows of other ranks stay zero) and an empty per-class Gram."""
+    store["rows"] = torch.zeros(n_rows, d, dtype=dtype, device=device)
+    store["gram"] = GramMatrix(d, NUM_CLASSES, dtype=stat_dtype, device=device)
+
+
 def last_token_capture(layer: int, n_rows: int, stat_dtype: str = "float32") -> tuple[CaptureSpec, Any, dict]:
     """The scan's capture: (spec, sink, store); the sink fills ``store["rows"]`` (n_rows, d) in data order
     and ``store["gram"]`` (per-class ``GramMatrix``) from the metadata ``labels`` and ``index``."""
@@ -67,8 +76,7 @@ def last_token_capture(layer: int, n_rows: int, stat_dtype: str = "float32") -> 
         v = ev.value
         last = v if v.dtype == torch.float64 else v.float()  # rows kept in float32 (float64 for float64 models)
         if "rows" not in store:
-            store["rows"] = torch.zeros(n_rows, last.shape[1], dtype=last.dtype, device=last.device)
-            store["gram"] = GramMatrix(last.shape[1], NUM_CLASSES, dtype=stat_dtype, device=last.device)
+            new_last_token_store(store, n_rows, last.shape[1], last.dtype, last.device, stat_dtype)
         store["rows"].index_copy_(0, ev.take("index"), last)
         store["gram"].update(last, ev.take("labels"))
 
@@ -80,29 +88,48 @@ def collect_last_token(
     model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], layer: int, *,
     max_length: int | None = None, max_batch_size: int | None = 16, max_batch_tokens: int = 16384,
     padding_side: str = "right", stat_dtype: str = "float32", share_prefix: bool = True, info: dict | None = None,
-    causal_right_padding: bool = True,
+    causal_right_padding: bool = True, checkpoint: ScanCheckpoint | None = None,
 ) -> tuple[torch.Tensor, GramMatrix]:
     """(m, d) float32 last-token rows of block ``layer`` in data order, and the per-class Gram statistic.
 
     With ``share_prefix`` (right padding) the tokens every row starts with (the chat template's system
     prompt) run once; ``info["shared_prefix_tokens"]`` says how many. ``causal_right_padding``: right-padded
-    batches run without the padding mask (``Capture``'s option; causal models)."""
+    batches run without the padding mask (``Capture``'s option; causal models). ``checkpoint``: save the
+    statistics every N batches and resume from a saved position (``deepsight.capture.checkpoint``). Under
+    torch.distributed each rank takes its share of the rows (``deepsight.capture.sharding``) and the
+    statistics are summed over the ranks at the end."""
     ids = tokenize(tokenizer, render_chats(tokenizer, chats), add_special_tokens=True,
                    max_length=_max_length(tokenizer, max_length))
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     if labels.numel() and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
         raise ConfigError("TELLME labels must be 0 (unsafe) or 1 (safe)")
     spec, sink, store = last_token_capture(layer, len(chats), stat_dtype)
+    rank, world = rank_and_world()
+    mine = torch.tensor(shard_by_length([len(x) for x in ids]), dtype=torch.long)  # this rank's rows
+    checkpoint = checkpoint or ScanCheckpoint(None)
+    checkpoint.restore(store, {"ids": ids, "labels": labels.tolist(), "layer": layer, "stat_dtype": str(stat_dtype),
+                               "rank": [rank, world],
+                               "batching": [max_batch_tokens, max_batch_size, padding_side, share_prefix,
+                                            causal_right_padding],
+                               "model": [type(model).__name__, str(getattr(model, "dtype", "")),
+                                         getattr(model.config, "_name_or_path", "")]})
     device = input_device(model, anatomy)
     no_mask = causal_right_padding and padding_side == "right"
     with Capture(model, [spec], sink, anatomy=anatomy, causal_right_padding=no_mask) as cap:
-        prefix = cap.shared_prefix(ids) if share_prefix and padding_side == "right" else None
+        if world > 1 and "rows" not in store:  # every rank takes part in the sums, with rows or without
+            is64 = next(model.parameters()).dtype == torch.float64
+            new_last_token_store(store, len(chats), anatomy.hidden_size, torch.float64 if is64 else torch.float32,
+                                 cap.layer_device(layer), stat_dtype)
+        local = [ids[i] for i in mine.tolist()]
+        prefix = cap.shared_prefix(local) if share_prefix and padding_side == "right" and local else None
         if info is not None:
             info["shared_prefix_tokens"] = 0 if prefix is None else prefix.length
-        for batch in iter_batches(ids, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side=padding_side,
-                                  max_batch_size=max_batch_size, device=device):
-            cap.forward(batch.input_ids, batch.attention_mask, prefix=prefix, labels=labels[batch.index],
-                        index=batch.index)
+        batches = iter_batches(local, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side=padding_side,
+                               max_batch_size=max_batch_size, device=device)
+        for batch in checkpoint.batches(batches, store):
+            index = mine[batch.index]  # rows of the full list
+            cap.forward(batch.input_ids, batch.attention_mask, prefix=prefix, labels=labels[index], index=index)
+    all_reduce_store(store)
     return store["rows"], store["gram"]
 
 
@@ -119,6 +146,11 @@ def tellme_from_rows(rows: torch.Tensor, labels: torch.Tensor, gram: GramMatrix,
     return {k: out[k] for k in NAMES}
 
 
+def _per_rank(name: str) -> str:
+    rank, world = rank_and_world()
+    return name if world == 1 else f"{name}.rank{rank}of{world}"
+
+
 def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> dict:
     num_layers = num_blocks(ctx.anatomy, ctx.model)
     layer = resolve_layer(cfg.layer, num_layers)
@@ -128,7 +160,8 @@ def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> d
         ctx.model, ctx.tokenizer, ctx.anatomy, chats, layer, max_length=cfg.max_length,
         max_batch_size=cfg.batch_size, max_batch_tokens=hw.max_batch_tokens,
         padding_side="left" if cfg.reference_compat else "right", stat_dtype=hw.stat_dtype,
-        share_prefix=hw.share_prefix, info=info, causal_right_padding=hw.causal_right_padding)
+        share_prefix=hw.share_prefix, info=info, causal_right_padding=hw.causal_right_padding,
+        checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, _per_rank("tellme"), hw.checkpoint_every))
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     metrics = tellme_from_rows(rows, labels, gram, cfg.eps, reference_order=cfg.reference_compat)
     warnings = []

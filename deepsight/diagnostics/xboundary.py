@@ -26,7 +26,9 @@ from typing import Any
 import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
+from deepsight.capture.checkpoint import ScanCheckpoint
 from deepsight.capture.reduce import masked_mean
+from deepsight.capture.sharding import all_reduce_store, rank_and_world, shard_by_length
 from deepsight.config.plain import config_dict
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.data.xboundary import CLASS_NAMES, load_xboundary
@@ -98,27 +100,56 @@ def collect_pooled_moments(
     model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], layers: list[int], *,
     max_length: int = 1024, max_batch_size: int | None = 16, max_batch_tokens: int = 16384,
     keep_rows: set[int] | frozenset = frozenset(), share_prefix: bool = True, info: dict | None = None,
-    causal_right_padding: bool = True,
+    causal_right_padding: bool = True, checkpoint: ScanCheckpoint | None = None,
 ) -> tuple[dict[int, ClassCentroids], dict[int, torch.Tensor]]:
     """One pass over ``chats``: per-layer class moments (float64 ``ClassCentroids``, spread kept) and, for
     ``keep_rows`` layers, the (N, d) float32 pooled rows.
 
     With ``share_prefix`` the tokens every chat starts with (the chat template's system prompt) run
     once; ``info["shared_prefix_tokens"]`` says how many. ``causal_right_padding``: the right-padded
-    batches run without the padding mask (``Capture``'s option; causal models)."""
+    batches run without the padding mask (``Capture``'s option; causal models). Under torch.distributed each rank
+    takes its share of the chats (``deepsight.capture.sharding``) and the moments and rows are summed over ranks.
+    ``checkpoint``: save the moments and rows every N batches and resume from a saved position."""
     ids = tokenize(tokenizer, render_chats(tokenizer, chats), add_special_tokens=False, max_length=max_length)
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     spec, sink, moments, rows = pooled_moments_capture(layers, len(chats), keep_rows)
     device = input_device(model, anatomy)
+    mine = torch.tensor(shard_by_length([len(x) for x in ids]), dtype=torch.long)  # this rank's chats
+    local = [ids[i] for i in mine.tolist()]
+    checkpoint = checkpoint or ScanCheckpoint(None)
+    saved: dict[str, Any] = {}
+    checkpoint.restore(saved, {"ids": ids, "labels": labels.tolist(), "layers": list(layers), "rank": rank_and_world(),
+                               "keep_rows": sorted(keep_rows), "batching": [max_batch_tokens, max_batch_size,
+                                                                            share_prefix, causal_right_padding],
+                               "model": [type(model).__name__, str(getattr(model, "dtype", "")),
+                                         getattr(model.config, "_name_or_path", "")]})
+    moments.update(saved.get("moments", {}))  # the live dicts the sink fills
+    rows.update(saved.get("rows", {}))
+    store = {"moments": moments, "rows": rows}
     with Capture(model, [spec], sink, anatomy=anatomy, causal_right_padding=causal_right_padding) as cap:
-        prefix = cap.shared_prefix(ids) if share_prefix else None
+        if rank_and_world()[1] > 1 and not moments:  # every rank takes part in the sums, with rows or without
+            for idx in layers:
+                dev = cap.layer_device(idx, site="hidden_states")
+                moments[idx] = ClassCentroids(NUM_CLASSES, anatomy.hidden_size, dtype="float64", device=dev,
+                                              spread=True)
+                if idx in keep_rows:
+                    rows[idx] = torch.zeros(len(chats), anatomy.hidden_size, dtype=torch.float32, device=dev)
+        prefix = cap.shared_prefix(local) if share_prefix and local else None
         if info is not None:
             info["shared_prefix_tokens"] = 0 if prefix is None else prefix.length
-        for batch in iter_batches(ids, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side="right",
-                                  max_batch_size=max_batch_size, device=device):
-            cap.forward(batch.input_ids, batch.attention_mask, prefix=prefix, labels=labels[batch.index],
-                        index=batch.index)
+        batches = iter_batches(local, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side="right",
+                               max_batch_size=max_batch_size, device=device)
+        for batch in checkpoint.batches(batches, store):
+            index = mine[batch.index]  # chats of the full list
+            cap.forward(batch.input_ids, batch.attention_mask, prefix=prefix, labels=labels[index], index=index)
+    all_reduce_store({f"{i}.moments": m for i, m in moments.items()}
+                     | {f"{i}.rows": t for i, t in rows.items()})  # in place: the live accumulators
     return moments, rows
+
+
+def _per_rank(name: str) -> str:
+    rank, world = rank_and_world()
+    return name if world == 1 else f"{name}.rank{rank}of{world}"
 
 
 def project_2d(rows: torch.Tensor, method: str, seed: int = 42, perplexity: float = 30.0) -> torch.Tensor:
@@ -178,7 +209,8 @@ def xboundary_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat], w
         ctx.model, ctx.tokenizer, ctx.anatomy, chats, sorted(set(layers) | set(proj)),
         max_length=cfg.max_length, max_batch_size=cfg.batch_size,
         max_batch_tokens=hw.max_batch_tokens, keep_rows=set(proj), share_prefix=hw.share_prefix, info=info,
-        causal_right_padding=hw.causal_right_padding)
+        causal_right_padding=hw.causal_right_padding,
+        checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, _per_rank("xboundary"), hw.checkpoint_every))
     per_layer = {}
     for idx in layers:
         vals, w = layer_metrics(moments[idx])

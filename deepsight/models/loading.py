@@ -101,6 +101,13 @@ def load_model(cfg) -> LoadedModel:
     if gguf_file:
         common["gguf_file"] = gguf_file
     kwargs: dict[str, Any] = dict(common, dtype=dtype, attn_implementation=attn)
+    # fp8: fine-grained FP8 (128 x 128 blocks) at load, as deepsight plan prices it
+    if getattr(cfg, "quantization", None) is not None:
+        if cfg.quantization != "fp8":
+            raise ConfigError(f"model.quantization={cfg.quantization!r}; expected null or fp8")
+        from transformers import FineGrainedFP8Config
+
+        kwargs["quantization_config"] = FineGrainedFP8Config(weight_block_size=(128, 128))
     if sharded:
         kwargs["device_map"] = cfg.device_map
         if cfg.max_memory:
