@@ -207,3 +207,49 @@ def test_openai_sends_image_parts_as_data_urls(tmp_path):
         assert head == f"data:{mime};base64"
         assert base64.b64decode(data) == open(path, "rb").read()  # the file's own bytes, unchanged
     assert plain_body["messages"][-1] == {"role": "user", "content": "plain"}
+
+
+def test_vllm_engine_sends_images_through_chat(tmp_path, monkeypatch):
+    """vLLM is not installed here: a stand-in module records what the backend hands to ``vllm.LLM``."""
+    import sys
+    import types
+
+    calls = {}
+
+    class Out:
+        def __init__(self, text):
+            self.outputs = [types.SimpleNamespace(text=text, token_ids=[1, 2], finish_reason="stop")]
+            self.prompt_token_ids = [5, 6, 7]
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls["init"] = kwargs
+
+        def get_tokenizer(self):
+            return load_model(ModelConfig(path="default", device="cpu")).tokenizer
+
+        def generate(self, prompts, sampling, use_tqdm=False):
+            calls["generate"] = prompts
+            return [Out("text") for _ in prompts]
+
+        def chat(self, conversations, sampling, use_tqdm=False, add_generation_prompt=True):
+            calls["chat"] = conversations
+            return [Out("image") for _ in conversations]
+
+    fake = types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    from deepsight.generation.vllm_engine import VLLMGenerator
+
+    img = save_image(tmp_path / "v.png", 6)
+    gen = VLLMGenerator("some/vlm")
+    outs = gen.generate([GenerationRequest("t", messages=[user_turn("hi", [])]),
+                         GenerationRequest("i", messages=[user_turn("look", [img])]),
+                         GenerationRequest("m", messages=[user_turn("look", [str(tmp_path / "no.png")])])],
+                        SamplingParams(max_new_tokens=4))
+    assert [o.text for o in outs[:2]] == ["text", "image"] and outs[2].failed and "no.png" in outs[2].error
+    assert len(calls["generate"]) == 1 and "prompt_token_ids" in calls["generate"][0]
+    (conv,) = calls["chat"]
+    parts = conv[-1]["content"]
+    assert parts[0]["type"] == "image_url" and parts[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert base64.b64decode(parts[0]["image_url"]["url"].split(",", 1)[1]) == open(img, "rb").read()
+    assert parts[1] == {"type": "text", "text": "look"}
