@@ -9,6 +9,7 @@ from deepsight.evals import (  # noqa: F401
     halueval,
     harmbench,
     jailbreakbench,
+    mossbench,
     orbench,
     salad_bench,
     sandbagging,

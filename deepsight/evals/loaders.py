@@ -34,6 +34,7 @@ class EvalItem:
     system_prompt: str | None = None  # per-item system prompt (evaluation-faking cues, sandbagging targets)
     reference: Any = None  # gold answer for parser judges
     judge_prompt: str | None = None  # the request as the judge sees it, when it differs from ``prompt``
+    images: tuple[str, ...] = ()  # image-text benchmarks: local image files shown before the prompt
 
 
 def content_id(*parts: Any) -> str:

@@ -22,6 +22,7 @@ from deepsight.judges.harmbench_cls import HarmBenchJudge
 from deepsight.judges.llamaguard import LlamaGuardJudge
 from deepsight.judges.llm import LLMJudge
 from deepsight.judges.md_judge import MDJudge
+from deepsight.judges.mossbench import MOSSBenchJudge
 from deepsight.judges.proguard import ProGuardJudge
 from deepsight.judges.refusal import RefusalJudge
 from deepsight.judges.strongreject import StrongRejectJudge
@@ -37,8 +38,10 @@ LLM_JUDGES: dict[str, type[LLMJudge]] = {
     "yes_no": YesNoJudge,
     "fulfilment": FulfilmentJudge,
     "xstest_3way": XSTest3WayJudge,
+    "mossbench": MOSSBenchJudge,
 }
-LONG_OUTPUT = {"strongreject", "proguard"}  # judges that reason before the verdict: use judge.max_new_tokens
+# judges that reason before the verdict: use judge.max_new_tokens
+LONG_OUTPUT = {"strongreject", "proguard", "mossbench"}
 JUDGE_NAMES = ("refusal", *LLM_JUDGES)
 
 
