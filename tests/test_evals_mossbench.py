@@ -107,3 +107,46 @@ def test_mossbench_on_shared_data(tmp_path, tiny_vlm, data_dir):
     assert res["metrics"]["n_skipped_missing_image"] == 300 - n_present
     assert res["n_items"] == 4 and res["metrics"]["refusal_rate"]["value"] == 0.0
     assert res["unknown"]["count"] == 0
+
+
+def _audit(overrides, run_dir):
+    from hydra import compose, initialize_config_module
+
+    from deepsight.config import register_configs
+    from deepsight.run.audit import run_audit
+
+    register_configs()
+    with initialize_config_module(config_module="deepsight.conf", version_base=None):
+        cfg = compose("config", overrides=overrides)
+    return run_audit(cfg, run_dir)
+
+
+def test_audit_full_lists_mossbench_and_text_only_models_skip_it(tmp_path):
+    from hydra import compose, initialize_config_module
+
+    from deepsight.config import register_configs
+
+    register_configs()
+    with initialize_config_module(config_module="deepsight.conf", version_base=None):
+        assert "mossbench" in compose("config", overrides=["audit=full"]).eval
+    # a text-only target behind a server that is never called: the benchmark is skipped with the reason
+    res = _audit(["audit=none", "eval=[mossbench]", "generation.backend=openai",
+                  "generation.base_url=http://127.0.0.1:9/v1", f"data_dir={tmp_path}"], tmp_path / "run")
+    entry = res["evals"]["mossbench"]
+    assert entry["status"] == "skipped" and "text-only" in entry["reason"]
+
+
+def test_audit_runs_mossbench_on_an_image_text_model(tmp_path):
+    data = tmp_path / "data" / "mossbench"
+    (data / "images").mkdir(parents=True)
+    with open(data / "information.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([HEADER, *ROWS[:2]])
+    for row in ROWS[:2]:
+        save_image(data / row[2], seed=int(row[0]))
+    model_dir = build_tiny_llava(tmp_path / "llava")
+    res = _audit(["audit=none", "eval=[mossbench]", f"model.path={model_dir}", "model.device=cpu",
+                  "eval.mossbench.max_new_tokens=2", f"data_dir={tmp_path / 'data'}"],
+                 tmp_path / "run")
+    entry = res["evals"]["mossbench"]
+    assert entry["status"] == "ok" and entry["n_items"] == 2
+    assert entry["unknown"]["reasons"] == {"judge_unavailable": 2}  # no judge model configured: reported

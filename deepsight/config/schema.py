@@ -28,6 +28,7 @@ class ModelConfig:
     attn_implementation: str = "auto"  # auto: flash_attention_2 if importable, else sdpa
     trust_remote_code: bool = False
     chat_template: str | None = None  # a Jinja template overriding the tokenizer's
+    image_text: bool | None = None  # takes images; None: detected from the model's config (vision tower)
 
 
 @dataclass

@@ -49,7 +49,7 @@ def load_items(csv_path: Path) -> tuple[list[EvalItem], list[str]]:
     return items, missing
 
 
-@register_benchmark(NAME)
+@register_benchmark(NAME, image_text=True)
 def run(ctx, cfg) -> dict:
     csv_path = ctx.data_path(cfg.path or DEFAULT_PATH, f"eval.{NAME}.path")
     items, missing = load_items(csv_path)

@@ -149,6 +149,19 @@ def load_model(cfg) -> LoadedModel:
     return LoadedModel(model=model, tokenizer=tokenizer, info=info, processor=processor)
 
 
+def target_is_image_text(cfg, loaded: LoadedModel | None = None) -> bool:
+    """Whether the target model takes images: ``model.image_text`` when set, else a loaded processor, else
+    the model's config (read without weights; False when it cannot be read, e.g. a hosted API model)."""
+    explicit = getattr(cfg, "image_text", None)
+    if explicit is not None:
+        return bool(explicit)
+    if loaded is not None:
+        return getattr(loaded, "processor", None) is not None
+    if cfg.path == "default" or cfg.gguf_file:
+        return False
+    return _is_image_text(cfg.path, {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code})
+
+
 def _is_image_text(path: str, common: dict[str, Any]) -> bool:
     from transformers import AutoConfig
 

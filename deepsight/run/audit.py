@@ -79,7 +79,7 @@ def _run_one(recorder: RunRecorder, section: str, name: str, on_missing_data: st
 def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     from deepsight.logging import build_logger
     from deepsight.models.anatomy import inspect_model
-    from deepsight.models.loading import load_model
+    from deepsight.models.loading import load_model, target_is_image_text
     from deepsight.report import print_summary, write_report
 
     run_dir = Path(run_dir)
@@ -110,7 +110,7 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     try:
         if evals:
-            from deepsight.evals.registry import EvalContext, get_benchmark
+            from deepsight.evals.registry import EvalContext, get_benchmark, is_image_text_benchmark
             from deepsight.generation.factory import build_generator
             from deepsight.judges.factory import JudgeFactory
 
@@ -133,7 +133,14 @@ def run_audit(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
                 tokenizer=loaded.tokenizer if loaded else None,
             )
             try:
+                image_text = target_is_image_text(cfg.model, loaded)
                 for name in evals:
+                    if not image_text and is_image_text_benchmark(name):
+                        reason = (f"image-text benchmark; the model {cfg.model.name!r} is text-only "
+                                  "(set model.image_text=true if it takes images)")
+                        log.warning("eval %s skipped: %s", name, reason)
+                        recorder.record("evals", name, {"status": "skipped", "reason": reason})
+                        continue
                     _run_one(recorder, "evals", name, cfg.on_missing_data, get_benchmark(name), ctx, cfg.eval[name])
             finally:
                 generator.close()
