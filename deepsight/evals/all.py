@@ -13,6 +13,7 @@ from deepsight.evals import (  # noqa: F401
     orbench,
     salad_bench,
     sandbagging,
+    siuo,
     sorry_bench,
     strongreject,
     truthfulqa,
