@@ -110,6 +110,7 @@ def test_mossbench_on_shared_data(tmp_path, tiny_vlm, data_dir):
 
 
 def _audit(overrides, run_dir):
+    from deepsight.kernels import dispatch
     from hydra import compose, initialize_config_module
 
     from deepsight.config import register_configs
@@ -118,7 +119,11 @@ def _audit(overrides, run_dir):
     register_configs()
     with initialize_config_module(config_module="deepsight.conf", version_base=None):
         cfg = compose("config", overrides=overrides)
-    return run_audit(cfg, run_dir)
+    before = dispatch.get_default_backend()
+    try:
+        return run_audit(cfg, run_dir)
+    finally:  # the audit sets the process-wide kernel backend: leave it as the other tests expect
+        dispatch.set_default_backend(before)
 
 
 def test_audit_full_lists_mossbench_and_text_only_models_skip_it(tmp_path):
