@@ -1,17 +1,21 @@
-"""Generation throughput: the hf backend vs a naive one-prompt-at-a-time ``generate`` loop.
+"""Generation throughput: the hf backend vs the original toolkit's Hugging Face procedure.
 
-The naive loop is how the reference toolkit runs Hugging Face models: for each prompt,
-``model.generate(ids, max_new_tokens, do_sample=False)`` at batch size 1. The hf backend gets
-the same prompts (chat template applied identically), the same greedy settings, the same model
-object, in the same process, and the same number of torch threads. Tokens/s = generated tokens
-(EOS included, as both count them) / wall-clock seconds. Also measured when available: an
-OpenAI-compatible server (``--vllm-url`` or env DEEPSIGHT_VLLM_URL, e.g. from
+The baseline follows DeepSafe's ``uni_eval/models/huggingface.py`` (the black-box half of the
+DeepSight paper): prompts rendered with the chat template, cut into batches of 10 in input order,
+tokenized with left padding, one ``model.generate(**inputs, max_new_tokens, greedy, pad/eos ids)``
+per batch (its ``prompt.strip()`` is left out so both sides read the same tokens and the outputs
+can be compared). ``--baseline naive`` instead runs one prompt at a time with ``generate``. The hf
+backend gets the same prompts, greedy settings, model object, process and torch threads, with the
+CPU fast paths on as an audit runs it (``--no-fast-paths`` to switch them off). Tokens/s =
+generated tokens (EOS included, as both count them) / wall-clock seconds. ``--repeat N``
+alternates the sides N times (the CPU may be shared) and reports each side's best. Also measured
+when available: an OpenAI-compatible server (``--vllm-url`` or env DEEPSIGHT_VLLM_URL, e.g. from
 scripts/vllm_server.sh) through the openai backend, and the in-process vllm engine.
 
-    python benchmarks/generation.py                        # SmolLM2-135M-Instruct on CPU
-    python benchmarks/generation.py --n-prompts 64 --max-new-tokens 128 --csv benchmarks/generation.csv
+    DEEPSIGHT_DATA_DIR=../shared/data python benchmarks/generation.py   # 60 XSTest prompts x 128 tokens
+    python benchmarks/generation.py --prompts synthetic --n-prompts 32 --max-new-tokens 96 --repeat 3
 
-Target: hf batched >= 4x the naive loop's tokens/s on SmolLM2, CPU.
+Target: hf batched >= 4x the reference procedure's tokens/s on SmolLM2-135M-Instruct, fp32, CPU.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import torch
 from deepsight.config.schema import ModelConfig
 from deepsight.generation.base import Generation, GenerationRequest, SamplingParams
 from deepsight.generation.hf import HFGenerator, eos_token_ids
-from deepsight.generation.prompts import encode_request
+from deepsight.generation.prompts import chat_messages, encode_request, render_chat
+from deepsight.models.cpu_fast_paths import cpu_fast_paths
 from deepsight.models.loading import load_model
 
 TOPICS = [
@@ -61,6 +66,39 @@ def make_requests(n: int) -> list[GenerationRequest]:
     return reqs
 
 
+def xstest_requests(n: int, data_dir: str) -> list[GenerationRequest]:
+    """The first n prompts of XSTest's native ``xstest_prompts.csv`` as single-turn chats."""
+    path = Path(data_dir) / "xstest" / "xstest_prompts.csv"
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if len(rows) < n:
+        raise SystemExit(f"{path}: {len(rows)} prompts, {n} asked")
+    return [GenerationRequest(f"xstest-{r['id']}", messages=[{"role": "user", "content": r["prompt"]}])
+            for r in rows[:n]]
+
+
+@torch.inference_mode()
+def reference_batched(model, tokenizer, reqs: list[GenerationRequest], max_new_tokens: int,
+                      batch_size: int = 10) -> list[list[int]]:
+    """DeepSafe's HF procedure: chat-template strings, batches of ``batch_size`` in input order, left
+    padding, one greedy ``generate`` per batch; returns each row's new ids up to and with its first EOS."""
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    outs = []
+    try:
+        for start in range(0, len(reqs), batch_size):
+            texts = [render_chat(tokenizer, chat_messages(r)) for r in reqs[start : start + batch_size]]
+            inputs = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
+            seq = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=pad, eos_token_id=eos)
+            for row in seq[:, inputs["input_ids"].shape[1] :].tolist():
+                outs.append(row[: row.index(eos) + 1] if eos in row else row)
+    finally:
+        tokenizer.padding_side = side
+    return outs
+
+
 @torch.inference_mode()
 def naive_loop(model, tokenizer, reqs: list[GenerationRequest], max_new_tokens: int) -> list[list[int]]:
     """One prompt at a time with plain ``generate`` (greedy); returns the generated ids up to and with EOS."""
@@ -86,6 +124,13 @@ def timed(fn):
     return value, time.perf_counter() - t0
 
 
+def timed_cpu(fn):
+    """(value, wall seconds, CPU seconds of this process): on a shared CPU the CPU time is the work done."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - t0, time.process_time() - c0
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -98,12 +143,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default", help="model.path (default: SmolLM2-135M-Instruct)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--n-prompts", type=int, default=32)
-    ap.add_argument("--max-new-tokens", type=int, default=96)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--prompts", choices=["xstest", "synthetic"], default="xstest")
+    ap.add_argument("--data-dir", default=os.environ.get("DEEPSIGHT_DATA_DIR"), help="holds xstest/xstest_prompts.csv")
+    ap.add_argument("--n-prompts", type=int, default=60)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=64, help="hf backend rows per batch")
+    ap.add_argument("--baseline", choices=["reference", "naive", "none"], default="reference")
+    ap.add_argument("--reference-batch-size", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=1, help="alternate hf / baseline this many times; best of each")
+    ap.add_argument("--no-fast-paths", action="store_true", help="hf backend without the audit's CPU fast paths")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--vllm-url", default=os.environ.get("DEEPSIGHT_VLLM_URL"))
-    ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--csv", default=None, help="append one row per provider to this CSV")
     args = ap.parse_args()
     if args.threads:
@@ -111,24 +161,58 @@ def main() -> None:
 
     loaded = load_model(ModelConfig(path=args.model, device=args.device))
     model, tok = loaded.model, loaded.tokenizer
-    reqs = make_requests(args.n_prompts)
+    if args.prompts == "xstest":
+        if not args.data_dir:
+            raise SystemExit("--prompts xstest needs --data-dir or DEEPSIGHT_DATA_DIR (or use --prompts synthetic)")
+        reqs = xstest_requests(args.n_prompts, args.data_dir)
+    else:
+        reqs = make_requests(args.n_prompts)
     params = SamplingParams(max_new_tokens=args.max_new_tokens)
     hf = HFGenerator(model, tok, batch_size=args.batch_size, max_batch_tokens=1 << 20)
+    baseline = {
+        "reference": ("reference_hf_batched", lambda rs, n: reference_batched(model, tok, rs, n,
+                                                                              args.reference_batch_size)),
+        "naive": ("naive_generate_loop", lambda rs, n: naive_loop(model, tok, rs, n)),
+    }.get(args.baseline)
+    packed = None
+    if not args.no_fast_paths and args.device == "cpu":
+        from deepsight.models.cpu_linears import PackedLinears
+
+        packed = PackedLinears(model)  # packed once, as the audit does at load
+
+    def run_hf(rs, p):
+        with cpu_fast_paths(model, enabled=packed is not None, packed=packed):
+            return hf.generate(rs, p)
+
     # Warm-up (allocator, kernels) for both paths on a prompt outside the measured set.
     warm = [GenerationRequest("warm", messages=[{"role": "user", "content": "Hello!"}])]
-    naive_loop(model, tok, warm, 4)
-    hf.generate(warm, SamplingParams(max_new_tokens=4))
+    if baseline:
+        baseline[1](warm, 4)
+    run_hf(warm, SamplingParams(max_new_tokens=4))
 
+    hf_times, base_times, hf_cpu, base_cpu = [], [], [], []
+    hf_outs, base_outs = [], []
+    for _ in range(max(1, args.repeat)):  # alternate the sides so load changes hit both
+        hf_outs, s, c = timed_cpu(lambda: run_hf(reqs, params))
+        hf_times.append(s)
+        hf_cpu.append(c)
+        if baseline:
+            base_outs, s, c = timed_cpu(lambda: baseline[1](reqs, args.max_new_tokens))
+            base_times.append(s)
+            base_cpu.append(c)
+        print(f"round: hf {hf_times[-1]:.1f} s wall / {hf_cpu[-1]:.1f} s CPU"
+              + (f"; {baseline[0]} {base_times[-1]:.1f} s wall / {base_cpu[-1]:.1f} s CPU" if baseline else ""),
+              flush=True)
     rows: list[dict] = []
-    hf_outs, hf_s = timed(lambda: hf.generate(reqs, params))
     hf_tokens = sum(g.completion_tokens for g in hf_outs)
-    rows.append({"provider": "hf_batched", "tokens": hf_tokens, "seconds": hf_s})
-    if not args.skip_naive:
-        naive_outs, naive_s = timed(lambda: naive_loop(model, tok, reqs, args.max_new_tokens))
-        rows.append({"provider": "naive_generate_loop", "tokens": sum(map(len, naive_outs)), "seconds": naive_s})
-        same = sum(g.text == tok.decode([t for t in ids if t not in hf.eos_ids], skip_special_tokens=True)
-                   for g, ids in zip(hf_outs, naive_outs))
-        print(f"hf vs naive: {same}/{len(reqs)} identical greedy outputs")
+    rows.append({"provider": "hf_batched", "tokens": hf_tokens, "seconds": min(hf_times), "cpu_seconds": min(hf_cpu),
+                 "all_seconds": [round(t, 2) for t in hf_times]})
+    if baseline:
+        rows.append({"provider": baseline[0], "tokens": sum(map(len, base_outs)), "seconds": min(base_times),
+                     "cpu_seconds": min(base_cpu), "all_seconds": [round(t, 2) for t in base_times]})
+        same_tokens = sum(g.completion_tokens == len(ids) and g.text == tok.decode(
+            [t for t in ids if t not in hf.eos_ids], skip_special_tokens=True) for g, ids in zip(hf_outs, base_outs))
+        print(f"hf vs {baseline[0]}: {same_tokens}/{len(reqs)} identical greedy outputs")
     if args.vllm_url:
         from deepsight.generation.openai_server import OpenAIServerGenerator
 
@@ -158,17 +242,26 @@ def main() -> None:
 
     for r in rows:
         r["tokens_per_s"] = r["tokens"] / r["seconds"]
-    base = next((r for r in rows if r["provider"] == "naive_generate_loop"), None)
+    base = rows[1] if baseline else None
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"\nmodel={loaded.info.get('name', args.model)} device={device} threads={torch.get_num_threads()} "
-          f"prompts={len(reqs)} max_new_tokens={args.max_new_tokens} batch_size={args.batch_size}")
-    print("| provider | tokens | seconds | tokens/s | vs naive |\n|---|---|---|---|---|")
+          f"prompts={len(reqs)} ({args.prompts}) max_new_tokens={args.max_new_tokens} batch_size={args.batch_size} "
+          f"fast_paths={packed is not None} repeat={args.repeat} load_avg={os.getloadavg()[0]:.1f}")
+    print("| provider | tokens | best s | tokens/s | vs baseline | best CPU s | tokens/CPU-s | vs baseline (CPU) |\n"
+          "|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base else "-"
-        print(f"| {r['provider']} | {r['tokens']} | {r['seconds']:.1f} | {r['tokens_per_s']:.1f} | {ratio} |")
+        cpu = r.get("cpu_seconds")
+        cpu_cols = "| - | - | -"
+        if cpu:
+            r["tokens_per_cpu_s"] = r["tokens"] / cpu
+            cpu_ratio = f"{r['tokens_per_cpu_s'] / (base['tokens'] / base['cpu_seconds']):.2f}x" if base else "-"
+            cpu_cols = f"| {cpu:.1f} | {r['tokens_per_cpu_s']:.1f} | {cpu_ratio}"
+        tps = r["tokens_per_s"]
+        print(f"| {r['provider']} | {r['tokens']} | {r['seconds']:.1f} | {tps:.1f} | {ratio} {cpu_cols} |")
     if base:
         ratio = rows[0]["tokens_per_s"] / base["tokens_per_s"]
-        print(f"\nhf batched / naive loop = {ratio:.2f}x (target >= 4x): {'PASS' if ratio >= 4 else 'FAIL'}")
+        print(f"\nhf batched / {base['provider']} = {ratio:.2f}x (target >= 4x): {'PASS' if ratio >= 4 else 'FAIL'}")
     print(json.dumps({"rows": rows}))
     if args.csv:
         new = not Path(args.csv).exists()

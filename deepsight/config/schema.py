@@ -36,6 +36,7 @@ class ModelConfig:
     # the architecture (a config.json as a dict, with model_type) for `deepsight plan` when the checkpoint is
     # not on this machine; loading always uses the checkpoint's own config.json
     config: dict[str, Any] | None = None
+    image_text: bool | None = None  # takes images; None: detected from the model's config (vision tower)
 
 
 @dataclass

@@ -35,6 +35,7 @@ class EvalItem:
     reference: Any = None  # gold answer for parser judges
     judge_prompt: str | None = None  # the request as the judge sees it, when it differs from ``prompt``
     history: list[dict[str, str]] | None = None  # earlier turns (role, content) before the user ``prompt``
+    images: tuple[str, ...] = ()  # image-text benchmarks: local image files shown before the prompt
 
 
 def content_id(*parts: Any) -> str:

@@ -21,6 +21,7 @@ from deepsight.data.paths import resolve_data_path
 from deepsight.errors import ConfigError
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}
+IMAGE_TEXT_BENCHMARKS: set[str] = set()  # benchmarks that need an image-text target model
 
 
 def check_benchmark_config(name: str, cfg: Any) -> None:
@@ -37,9 +38,13 @@ def check_benchmark_config(name: str, cfg: Any) -> None:
                           f"known: {sorted(known)}")
 
 
-def register_benchmark(name: str):
+def register_benchmark(name: str, image_text: bool = False):
+    """``image_text=True``: the benchmark shows images, so audits run it only on image-text models."""
+
     def wrap(fn):
         assert name not in BENCHMARKS, f"benchmark {name!r} registered twice"
+        if image_text:
+            IMAGE_TEXT_BENCHMARKS.add(name)
 
         @functools.wraps(fn)
         def checked(ctx, cfg):
@@ -67,6 +72,12 @@ class EvalContext:
     def data_path(self, relative: str, key: str) -> Path:
         """Resolve a data file under ``data_dir``; ``key`` is the config key that named it."""
         return resolve_data_path(self.data_dir, relative, key)
+
+
+def is_image_text_benchmark(name: str) -> bool:
+    import deepsight.evals.all  # noqa: F401
+
+    return name in IMAGE_TEXT_BENCHMARKS
 
 
 def get_benchmark(name: str):

@@ -27,6 +27,7 @@ from deepsight.evals.loaders import EvalItem
 from deepsight.evals.metrics import unknown_summary
 from deepsight.evals.resume import ResumeStore, stable_hash
 from deepsight.generation.base import Generation, GenerationRequest, SamplingParams
+from deepsight.generation.images import user_turn
 from deepsight.judges.base import JudgeInput, Verdict, unknown
 
 log = logging.getLogger("deepsight")
@@ -73,13 +74,14 @@ def build_request(item: EvalItem, cfg) -> GenerationRequest:
     replay their ``history`` before the new user turn."""
     content = f"{item.context}\n\n---\n\n{item.prompt}" if item.context else item.prompt
     system = item.system_prompt or _get(cfg, "system_prompt")
-    messages = [*(item.history or []), {"role": "user", "content": content}]
+    messages = [*(item.history or []), user_turn(content, item.images)]
     return GenerationRequest(id=item.id, messages=messages, system_prompt=system)
 
 
 def default_judge_input(item: EvalItem, text: str) -> JudgeInput:
     return JudgeInput(
-        prompt=item.judge_prompt or item.prompt, response=text, context=item.context, reference=item.reference
+        prompt=item.judge_prompt or item.prompt, response=text, context=item.context, reference=item.reference,
+        image=item.images[0] if item.images else None,
     )
 
 

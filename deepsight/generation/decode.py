@@ -8,14 +8,17 @@
 - step 0 is the prefill (only the last position's logits are computed); each later step feeds
   the previous token of every live row with its own next position, reusing the KV cache;
 - a row stops at any of ``eos_ids`` (the EOS token is counted as generated) or when
-  ``stop_check`` says so; finished rows are dropped from the batch and from the cache;
+  ``stop_check`` says so; finished rows are dropped from the batch and from the cache once they
+  are a quarter of the batch (at once when a ``step_callback`` is given), their extra tokens ignored;
+- the KV cache writes into buffers preallocated for prompt + new tokens (``kv_cache.py``), not
+  a ``torch.cat`` of the whole cache per step;
 - greedy when ``temperature == 0``, else temperature + top-p sampling where row i draws from
   its own ``torch.Generator`` seeded with ``seeds[i]``, so a row's sample does not depend on
   which rows share its batch.
 
 ``step_callback(step, rows)`` is called after each forward with the indices (into ``prompts``)
-of the rows in that forward, which lets activation hooks attribute each call's batch rows
-(e.g. the MI-Peaks capture of one reasoning state per step).
+of the rows in that forward (every row of the batch is live then), which lets activation hooks
+attribute each call's batch rows (e.g. the MI-Peaks capture of one reasoning state per step).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from deepsight.generation.kv_cache import preallocated_cache
 from deepsight.models.io import input_device  # where input ids must live
 
 
@@ -102,8 +106,9 @@ def decode_batch(
     ids, mask = left_pad(prompts, pad_id, device)  # (B, T) each
     positions = positions_from_mask(mask)  # (B, T)
     next_position = positions[:, -1] + 1  # (B,)
-    rows = list(range(n))  # prompt index of each live batch row
-    cache = _new_cache(model)
+    rows = list(range(n))  # prompt index of each batch row
+    live = [True] * n  # per batch row: still generating (finished rows may ride along until compaction)
+    cache = preallocated_cache(model, capacity=ids.shape[1] + max_new_tokens)
     last_only = _last_logits_kwarg(model)  # compute the LM head on the last position only
     for step in range(max_new_tokens):
         out = model(
@@ -118,20 +123,27 @@ def decode_batch(
         if step_callback is not None:
             step_callback(step, rows)
         next_tokens = sample_tokens(out.logits[:, -1, :], temperature, top_p, generators)  # (b,)
-        keep: list[int] = []
         for j, (row, tok) in enumerate(zip(rows, next_tokens.tolist())):
+            if not live[j]:
+                continue
             tokens[row].append(tok)
             if tok in eos_ids or (stop_check is not None and stop_check(row, tokens[row])):
                 finish[row] = "stop"
-            else:
-                keep.append(j)
-        if not keep or step == max_new_tokens - 1:
+                live[j] = False
+        n_live = sum(live)
+        if n_live == 0 or step == max_new_tokens - 1:
             break
-        if len(keep) < len(rows):  # drop finished rows from every per-row tensor and the cache
+        dead = len(rows) - n_live
+        # Drop finished rows from every per-row tensor and the cache: at once when a callback watches the
+        # rows, else once they are a quarter of the batch (each drop copies the cache; a dead row costs
+        # only its share of the step's products until then).
+        if dead and (step_callback is not None or 4 * dead >= len(rows)):
+            keep = [j for j in range(len(rows)) if live[j]]
             cache.batch_select_indices(torch.tensor(keep))  # a CPU index works for shards on any device
             index = torch.tensor(keep, device=device)
             mask, next_tokens, next_position = mask[index], next_tokens[index], next_position[index]
             rows = [rows[j] for j in keep]
+            live = [True] * len(rows)
             if generators is not None:
                 generators = [generators[j] for j in keep]
         mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=-1)  # (b, past + 1)
@@ -152,11 +164,3 @@ def _last_logits_kwarg(model) -> dict[str, int]:
             return {name: 1}
     return {}
 
-
-def _new_cache(model):
-    from transformers import DynamicCache
-
-    try:
-        return DynamicCache(config=model.config)
-    except TypeError:  # older transformers: no config argument
-        return DynamicCache()

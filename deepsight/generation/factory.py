@@ -4,7 +4,8 @@
     outs = generator.generate(requests, sampling_params(cfg.generation))
     generator.close()
 
-- ``hf``: reuses ``loaded`` (shared with the white-box scans) or loads ``model_cfg``;
+- ``hf``: reuses ``loaded`` (shared with the white-box scans) or loads ``model_cfg``; an
+  image-text model (``loaded.processor`` set) gets ``HFImageTextGenerator``;
 - ``vllm``: an in-process vLLM engine on ``model_cfg.path`` (the default model's safetensors
   copy for ``path: default``) with ``engine_args`` passed through;
 - ``openai``: an OpenAI-compatible server at ``base_url``; the served model name is
@@ -42,6 +43,10 @@ def build_generator(gen_cfg, model_cfg, loaded=None) -> Generator:
             from deepsight.models.loading import load_model
 
             loaded = load_model(model_cfg)
+        if getattr(loaded, "processor", None) is not None:  # image-text model
+            from deepsight.generation.hf_vlm import HFImageTextGenerator
+
+            return HFImageTextGenerator(loaded.model, loaded.processor, system_prompt=gen_cfg.system_prompt)
         return HFGenerator(
             loaded.model,
             loaded.tokenizer,

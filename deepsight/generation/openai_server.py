@@ -1,7 +1,8 @@
 """Backend for any OpenAI-compatible server (vLLM, SGLang, llama.cpp, hosted APIs) over httpx.
 
 Chat requests go to ``POST {base_url}/chat/completions`` (the server applies its own chat
-template); raw ``prompt`` requests to ``POST {base_url}/completions``. Requests run
+template; image parts of a message are sent as ``image_url`` parts with base64 data URLs of the
+files, see images.py); raw ``prompt`` requests to ``POST {base_url}/completions``. Requests run
 concurrently under an ``asyncio.Semaphore(concurrency)``, each with a timeout; 429, 5xx and
 connection/timeout errors are retried with exponential backoff and full jitter (honouring a
 numeric ``Retry-After``), up to ``max_retries`` retries. A request that still fails becomes a
@@ -22,9 +23,10 @@ import threading
 
 import httpx
 
-from deepsight.errors import ConfigError
+from deepsight.errors import ConfigError, DeepSightError
 from deepsight.generation.base import Generation, GenerationRequest, SamplingParams
 from deepsight.generation.hf import request_seed
+from deepsight.generation.images import message_images, openai_messages
 from deepsight.generation.prompts import chat_messages
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -106,7 +108,7 @@ class OpenAIServerGenerator:
                             params: SamplingParams) -> Generation:
         try:
             path, body = self._request_body(model, request, params)
-        except ConfigError as exc:
+        except DeepSightError as exc:  # a bad request or an unreadable image file
             return Generation(id=request.id, text="", finish_reason="error", error=str(exc))
         last_error = ""
         for attempt in range(self.max_retries + 1):
@@ -136,7 +138,10 @@ class OpenAIServerGenerator:
             body["stop"] = list(params.stop)
         if request.prompt is not None:
             return "/completions", dict(body, prompt=request.prompt)
-        return "/chat/completions", dict(body, messages=chat_messages(request, self.system_prompt))
+        messages = chat_messages(request, self.system_prompt)
+        if message_images(messages):  # image parts go as base64 data URLs, to this server only
+            messages = openai_messages(messages)
+        return "/chat/completions", dict(body, messages=messages)
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict) -> dict:
         url = self.base_url + path

@@ -11,12 +11,14 @@ Shared by the in-process backends (hf, vllm) so both feed identical token ids:
   text prepended to the first user turn, separated by a blank line.
 
 The openai backend sends ``chat_messages`` to the server, which applies its own template.
+Requests with image parts (images.py) need an image-text path: ``encode_request`` refuses them.
 """
 
 from __future__ import annotations
 
 from deepsight.errors import ConfigError
 from deepsight.generation.base import GenerationRequest
+from deepsight.generation.images import require_text_only
 
 
 def chat_messages(request: GenerationRequest, default_system: str | None = None) -> list[dict[str, str]]:
@@ -69,5 +71,7 @@ def encode_request(tokenizer, request: GenerationRequest, default_system: str | 
     """Token ids of the prompt of ``request`` (see the module docstring for the rules)."""
     if request.prompt is not None:
         return list(tokenizer(request.prompt, add_special_tokens=True)["input_ids"])
-    text = render_chat(tokenizer, chat_messages(request, default_system))
+    messages = chat_messages(request, default_system)
+    require_text_only(messages, request.id, "tokenizer-only")
+    text = render_chat(tokenizer, messages)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])

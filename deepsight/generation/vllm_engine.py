@@ -5,6 +5,8 @@ built. ``engine_args`` (``tensor_parallel_size``, ``gpu_memory_utilization``, ``
 ``enable_expert_parallel`` ...) go to ``vllm.LLM`` unchanged. Prompts are encoded by
 ``prompts.encode_request`` with vLLM's own tokenizer and passed as token ids, so this backend
 sees exactly the tokens the hf backend sees (same chat template and system prompt rules).
+Requests with image parts (images.py) go through ``LLM.chat`` with the images as data URLs, so
+vLLM's multi-modal processor inserts the image inputs of the served image-text model.
 
     gen = VLLMGenerator("/models/Qwen3-30B-A3B", engine_args={"tensor_parallel_size": 4})
 """
@@ -17,7 +19,8 @@ from typing import Any
 from deepsight.errors import DeepSightError
 from deepsight.generation.base import Generation, GenerationRequest, SamplingParams
 from deepsight.generation.hf import request_seed
-from deepsight.generation.prompts import encode_request
+from deepsight.generation.images import message_images, openai_messages
+from deepsight.generation.prompts import chat_messages, encode_request
 
 INSTALL_HINT = "pip install deepsight[vllm]"
 
@@ -58,12 +61,12 @@ class VLLMGenerator:
         self.tokenizer = self.llm.get_tokenizer()
         if chat_template:
             self.tokenizer.chat_template = chat_template
+        self._chat_template_set = bool(chat_template)
         self.system_prompt = system_prompt
 
     def generate(self, requests: list[GenerationRequest], params: SamplingParams) -> list[Generation]:
         if not requests:
             return []
-        prompts = [{"prompt_token_ids": encode_request(self.tokenizer, r, self.system_prompt)} for r in requests]
         sampling = [
             self._vllm.SamplingParams(
                 n=1,
@@ -75,18 +78,36 @@ class VLLMGenerator:
             )
             for r in requests
         ]
-        outputs = self.llm.generate(prompts, sampling, use_tqdm=False)  # in input order
-        results = []
-        for r, p, out in zip(requests, prompts, outputs):
-            completion = out.outputs[0]
-            results.append(Generation(
-                id=r.id,
-                text=completion.text,
-                prompt_tokens=len(p["prompt_token_ids"]),
-                completion_tokens=len(completion.token_ids),
-                finish_reason="length" if completion.finish_reason == "length" else "stop",
-            ))
-        return results
+        with_images = [i for i, r in enumerate(requests) if r.prompt is None and message_images(r.messages)]
+        text_idx = [i for i in range(len(requests)) if i not in set(with_images)]
+        results: list[Generation | None] = [None] * len(requests)
+        if text_idx:
+            prompts = [{"prompt_token_ids": encode_request(self.tokenizer, requests[i], self.system_prompt)}
+                       for i in text_idx]
+            outputs = self.llm.generate(prompts, [sampling[i] for i in text_idx], use_tqdm=False)  # in input order
+            for i, p, out in zip(text_idx, prompts, outputs):
+                results[i] = _generation(requests[i].id, out, len(p["prompt_token_ids"]))
+        if with_images:
+            self._generate_with_images(requests, sampling, with_images, results)
+        return results  # type: ignore[return-value]
+
+    def _generate_with_images(self, requests, sampling, idx: list[int], results: list) -> None:
+        """Image-text requests through ``LLM.chat``: OpenAI-style messages whose image parts are data URLs of
+        the files, so vLLM's own multi-modal processor expands the image placeholders."""
+        conversations, ok = [], []
+        for i in idx:
+            try:
+                conversations.append(openai_messages(chat_messages(requests[i], self.system_prompt)))
+                ok.append(i)
+            except DeepSightError as exc:  # a missing or unreadable image file
+                results[i] = Generation(id=requests[i].id, text="", finish_reason="error", error=str(exc))
+        if not ok:
+            return
+        kwargs = {"chat_template": self.tokenizer.chat_template} if self._chat_template_set else {}
+        outputs = self.llm.chat(conversations, [sampling[i] for i in ok], use_tqdm=False,
+                                add_generation_prompt=True, **kwargs)
+        for i, out in zip(ok, outputs):
+            results[i] = _generation(requests[i].id, out, len(getattr(out, "prompt_token_ids", None) or []))
 
     def close(self) -> None:
         """Shut the engine down and free its memory (best effort across vLLM versions)."""
@@ -110,3 +131,14 @@ class VLLMGenerator:
                 torch.cuda.empty_cache()
         except ImportError:
             pass
+
+
+def _generation(request_id: str, out, prompt_tokens: int) -> Generation:
+    completion = out.outputs[0]
+    return Generation(
+        id=request_id,
+        text=completion.text,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=len(completion.token_ids),
+        finish_reason="length" if completion.finish_reason == "length" else "stop",
+    )

@@ -29,11 +29,13 @@ from deepsight.judges.llamaguard import LlamaGuardJudge
 from deepsight.judges.llm import LLMJudge
 from deepsight.judges.mask import MaskJudge
 from deepsight.judges.md_judge import MDJudge
+from deepsight.judges.mossbench import MOSSBenchJudge
 from deepsight.judges.persuasion_voter import PersuasionVoterJudge
 from deepsight.judges.policy_score import PolicyScoreJudge
 from deepsight.judges.proguard import ProGuardJudge
 from deepsight.judges.reasoning_monitor import ReasoningMonitorJudge
 from deepsight.judges.refusal import RefusalJudge
+from deepsight.judges.siuo import SIUOEffectivenessJudge, SIUOSafetyJudge
 from deepsight.judges.strongreject import StrongRejectJudge
 from deepsight.judges.xstest_3way import XSTest3WayJudge
 from deepsight.judges.yes_no import FulfilmentJudge, YesNoJudge
@@ -54,10 +56,16 @@ LLM_JUDGES: dict[str, type[LLMJudge]] = {
     "policy_score": PolicyScoreJudge,
     "reasoning_monitor": ReasoningMonitorJudge,
     "persuasion_voter": PersuasionVoterJudge,
+    "mossbench": MOSSBenchJudge,
+    "siuo_safety": SIUOSafetyJudge,
+    "siuo_effectiveness": SIUOEffectivenessJudge,
 }
 # judges that reason before the verdict: use judge.max_new_tokens
-LONG_OUTPUT = {"strongreject", "proguard", "mask", "policy_score", "reasoning_monitor"}
+LONG_OUTPUT = {"strongreject", "proguard", "mask", "policy_score", "reasoning_monitor", "mossbench", "siuo_safety",
+               "siuo_effectiveness"}
 JUDGE_NAMES = ("refusal", "flames_scorer", *LLM_JUDGES)
+# judges a benchmark runs together on one model: judge.name=<family> judge.model=... configures each of them
+JUDGE_FAMILIES = {"siuo_safety": "siuo", "siuo_effectiveness": "siuo"}
 
 
 def _field(cfg: Any, key: str, default: Any = None) -> Any:
@@ -85,7 +93,8 @@ class JudgeFactory:
         self._loaded: list[Any] = []
 
     def model_for(self, name: str) -> str | None:
-        return _field(self.cfg, "model") if _field(self.cfg, "name") == name else None
+        selected = _field(self.cfg, "name")
+        return _field(self.cfg, "model") if selected in (name, JUDGE_FAMILIES.get(name)) else None
 
     def __call__(self, name: str):
         if name not in self._judges:

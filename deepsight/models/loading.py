@@ -1,4 +1,6 @@
 """Load any Hugging Face causal LM (dense or MoE, sharded or not) from a local folder or a hub id.
+Image-text models (a config with a vision tower, ``is_image_text_config``) load with
+``AutoModelForImageTextToText`` and their processor (``loaded.processor``).
 
     from deepsight.config import ModelConfig
     from deepsight.models.loading import load_model
@@ -34,6 +36,7 @@ class LoadedModel:
     model: Any  # transformers PreTrainedModel, in eval mode
     tokenizer: Any
     info: dict[str, Any] = field(default_factory=dict)
+    processor: Any = None  # image-text models: the processor (chat template with image parts, pixels)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -87,6 +90,15 @@ def is_moe_config(config) -> bool:
     return False
 
 
+def is_image_text_config(config) -> bool:
+    """True for image-text-to-text models (a vision tower beside the language model)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    return getattr(config, "vision_config", None) is not None and (
+        getattr(config, "model_type", None) in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    )
+
+
 def load_model(cfg) -> LoadedModel:
     """Load model and tokenizer as ``cfg`` (a ModelConfig) says; the model is returned in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -112,11 +124,19 @@ def load_model(cfg) -> LoadedModel:
         kwargs["device_map"] = cfg.device_map
         if cfg.max_memory:
             kwargs["max_memory"] = {(int(k) if str(k).isdigit() else k): v for k, v in cfg.max_memory.items()}
+    processor = None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or path, **common)
         if cfg.random_init_seed is not None:  # a test fixture: config.json only, seeded random weights
+            tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or path, **common)
             model = _random_model(path, cfg, dtype, attn)
+        elif not gguf_file and _is_image_text(path, common):
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+
+            processor = AutoProcessor.from_pretrained(cfg.tokenizer or path, **common)
+            tokenizer = processor.tokenizer
+            model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
         else:
+            tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer or path, **common)
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as e:
         raise DeepSightError(
@@ -131,7 +151,34 @@ def load_model(cfg) -> LoadedModel:
         tokenizer.pad_token = tokenizer.eos_token
     if cfg.chat_template:
         tokenizer.chat_template = cfg.chat_template
-    return LoadedModel(model=model, tokenizer=tokenizer, info=model_info(cfg, model, path, attn))
+        if processor is not None:
+            processor.chat_template = cfg.chat_template
+    info = model_info(cfg, model, path, attn)
+    if processor is not None:
+        info["image_text"] = True
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info, processor=processor)
+
+
+def target_is_image_text(cfg, loaded: LoadedModel | None = None) -> bool:
+    """Whether the target model takes images: ``model.image_text`` when set, else a loaded processor, else
+    the model's config (read without weights; False when it cannot be read, e.g. a hosted API model)."""
+    explicit = getattr(cfg, "image_text", None)
+    if explicit is not None:
+        return bool(explicit)
+    if loaded is not None:
+        return getattr(loaded, "processor", None) is not None
+    if cfg.path == "default" or cfg.gguf_file:
+        return False
+    return _is_image_text(cfg.path, {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code})
+
+
+def _is_image_text(path: str, common: dict[str, Any]) -> bool:
+    from transformers import AutoConfig
+
+    try:
+        return is_image_text_config(AutoConfig.from_pretrained(path, **common))
+    except (OSError, ValueError):  # no readable config here: the causal-LM path reports the problem
+        return False
 
 
 def _random_model(path: str, cfg, dtype: torch.dtype, attn: str):

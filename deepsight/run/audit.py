@@ -131,7 +131,7 @@ def run_audit(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None 
     """Run the audit ``cfg`` into ``run_dir``; ``overrides`` (the command line's) say what was asked for by name."""
     from deepsight.logging import build_logger
     from deepsight.models.anatomy import inspect_model
-    from deepsight.models.loading import load_model
+    from deepsight.models.loading import load_model, target_is_image_text
     from deepsight.report import print_summary, write_report
 
     install_log_scrubber()  # idempotent; the CLI installs it before Hydra logs anything
@@ -167,7 +167,7 @@ def run_audit(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None 
 
     try:
         if evals:
-            from deepsight.evals.registry import EvalContext, get_benchmark
+            from deepsight.evals.registry import EvalContext, get_benchmark, is_image_text_benchmark
             from deepsight.generation.factory import build_generator
             from deepsight.judges.factory import JudgeFactory
 
@@ -190,7 +190,14 @@ def run_audit(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None 
                 tokenizer=loaded.tokenizer if loaded else None,
             )
             try:
+                image_text = target_is_image_text(cfg.model, loaded)
                 for name in evals:
+                    if not image_text and is_image_text_benchmark(name):
+                        reason = (f"image-text benchmark; the model {cfg.model.name!r} is text-only "
+                                  "(set model.image_text=true if it takes images)")
+                        log.warning("eval %s skipped: %s", name, reason)
+                        recorder.record("evals", name, {"status": "skipped", "reason": reason})
+                        continue
                     _run_one(recorder, "evals", name, cfg.on_missing_data, get_benchmark(name), ctx, cfg.eval[name])
             finally:
                 generator.close()
