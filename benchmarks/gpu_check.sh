@@ -3,7 +3,7 @@
 #   1. tests/test_kernels_*.py and tests/test_capture_gpu.py natively on CUDA (TRITON_INTERPRET unset;
 #      bf16 operands reach tl.dot)
 #   2. benchmarks/kernels.py --quick --sweep (Triton vs torch, GB/s vs the measured D2D copy, TFLOP/s;
-#      then each kernel's CUDA_LAUNCH alternatives, fastest first); with cupy installed (pip install cupy-cuda12x
+#      then each kernel's CUDA_LAUNCH alternatives, fastest first); with cupy installed (pip install cupy-cuda13x
 #      or the "gpu" extra) the joint histogram's CUDA kernel with shared-memory atomics too (row cuda-smem,
 #      target >= 0.6 of copy) and its exact-count test tests/test_kernels_histogram_cuda.py
 #   3. benchmarks/capture_overhead.py --quick
@@ -36,7 +36,7 @@ try:
     import cupy
     print(f"cupy {cupy.__version__}: joint histogram through the CUDA shared-memory kernel")
 except Exception as e:
-    print(f"no cupy ({type(e).__name__}): joint histogram through Triton; pip install cupy-cuda12x to time cuda-smem")
+    print(f"no cupy ({type(e).__name__}): joint histogram through Triton; pip install cupy-cuda13x to time cuda-smem")
 EOF
 
 names=(); codes=(); secs=()
