@@ -23,6 +23,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from deepsight.config.plain import config_dict
 from deepsight.evals.loaders import EvalItem
 from deepsight.evals.metrics import unknown_summary
 from deepsight.evals.resume import ResumeStore, stable_hash
@@ -270,12 +271,3 @@ def result(
     }
 
 
-def config_dict(cfg) -> dict[str, Any]:
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(cfg):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:
-        pass
-    return asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else dict(cfg)

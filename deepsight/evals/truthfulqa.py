@@ -15,12 +15,13 @@ import math
 
 import torch
 
+from deepsight.config.plain import config_dict
 from deepsight.errors import ConfigError, DataFormatError
 from deepsight.evals.loaders import EvalItem, content_id, field_of, records, select
 from deepsight.evals.metrics import mean_summary, rate
 from deepsight.evals.registry import register_benchmark
 from deepsight.evals.resume import ResumeStore, stable_hash
-from deepsight.evals.runner import config_dict
+from deepsight.models.io import pad_id
 
 NAME = "truthfulqa"
 
@@ -42,7 +43,7 @@ def option_logprobs(model, tokenizer, prompt: str, options: list[str]) -> list[f
     o_ids = [tokenizer(" " + o, add_special_tokens=False)["input_ids"] for o in options]
     seqs = [p_ids + o for o in o_ids]
     width = max(len(s) for s in seqs)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer)  # masked positions: any id
     ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)  # (O, T)
     mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)  # (O, T)
     logits = model(input_ids=ids, attention_mask=mask).logits  # (O, T, V)

@@ -14,8 +14,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from deepsight.config.plain import config_dict
 from deepsight.errors import ConfigError
 from deepsight.generation.base import Generator, SamplingParams
 
@@ -64,7 +63,7 @@ def build_generator(gen_cfg, model_cfg, loaded=None) -> Generator:
             path = str(ensure_default_model_dir())
         if getattr(model_cfg, "gguf_file", None):
             raise ConfigError("model.gguf_file is not supported by generation.backend=vllm: pass a model directory")
-        engine_args = _plain(gen_cfg.engine_args)
+        engine_args = config_dict(gen_cfg.engine_args) if gen_cfg.engine_args is not None else {}
         if model_cfg.device_map and "tensor_parallel_size" not in engine_args:
             import torch
 
@@ -95,15 +94,3 @@ def build_generator(gen_cfg, model_cfg, loaded=None) -> Generator:
     )
 
 
-def _plain(value: Any) -> dict[str, Any]:
-    """A plain dict from a dataclass field or an OmegaConf node (Hydra hands DictConfig objects)."""
-    if value is None:
-        return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(value, DictConfig):
-            return OmegaConf.to_container(value, resolve=True)  # type: ignore[return-value]
-    except ImportError:
-        pass
-    return dict(value)

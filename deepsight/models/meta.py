@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from deepsight.config.plain import config_dict
 from deepsight.errors import ConfigError
 
 
@@ -63,7 +64,7 @@ def architecture_config(model_cfg) -> Any:
 
     inline = model_cfg.config
     if inline is not None:
-        d = _plain(inline)
+        d = json.loads(json.dumps(config_dict(inline)))  # a deep plain copy
         model_type = d.pop("model_type", None)
         if not model_type:
             raise ConfigError("model.config must name the architecture with model_type (as config.json does)")
@@ -84,15 +85,6 @@ def architecture_config(model_cfg) -> Any:
     )
 
 
-def _plain(node: Any) -> dict[str, Any]:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(node, DictConfig):
-            return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
-    except ImportError:  # pragma: no cover
-        pass
-    return json.loads(json.dumps(dict(node)))
 
 
 def checkpoint_quantization(hf_config: Any, model_cfg=None) -> QuantSpec | None:
