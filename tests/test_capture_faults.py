@@ -245,3 +245,19 @@ def test_audit_records_nonfinite_rows_in_the_scan_result_and_warnings(tmp_path):
     assert any("scan toy: non-finite" in w and "pooled: layer 1: 1 row" in w for w in recorder.results["warnings"])
     _run_one(recorder, "scans", "clean", "error", lambda: {"metric": 2.0})
     assert "nonfinite_rows" not in recorder.results["scans"]["clean"]
+
+
+def test_generation_steps_count_nonfinite_rows_but_keep_one_value_per_running_row():
+    model = tiny_llama(layers=3).double()
+    handles = _poison(model, block=0, value=float("nan"))
+    values = []
+    try:
+        with Capture(model, [CaptureSpec("block_output", [1], reduce="step")], values.append) as cap:
+            ids, mask = pad_batch([[5, TRIGGER, 6, 9], [8, 9, 10, 11], [12, 13, 14]], 0, side="left")
+            cap.generate(ids, mask, max_new_tokens=2, do_sample=False, pad_token_id=0)
+    finally:
+        for h in handles:
+            h.remove()
+    assert values and all(v.value.shape[0] == 3 for v in values)  # sinks pair value rows with decoder rows
+    assert not torch.isfinite(values[0].value[0]).all() and torch.isfinite(values[0].value[1:]).all()
+    assert cap.nonfinite.rows["block_output"]["layer 1"] >= 1

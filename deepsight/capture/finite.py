@@ -58,11 +58,11 @@ class NonFiniteCounts:
         self.what = what
         self.rows: dict[str, dict[str, int]] = {}
 
-    def record(self, name: str, where: str, n: int, total: int) -> None:
+    def record(self, name: str, where: str, n: int, total: int, action: str = "excluded") -> None:
         per = self.rows.setdefault(name, {})
         if where not in per:
-            log.warning("non-finite %s: %d of %d rows excluded at %s %s (counted; later ones are not logged again)",
-                        self.what, n, total, name, where)
+            log.warning("non-finite %s: %d of %d rows %s at %s %s (counted; later ones are not logged again)",
+                        self.what, n, total, action, name, where)
         per[where] = per.get(where, 0) + n
         for counts in _COLLECTORS:
             c = counts.setdefault(name, {})
@@ -92,18 +92,12 @@ def bad_rows(tensors: Sequence[torch.Tensor | None], batch: int, length: int,
 
 
 def drop_rows(call: _Call, keep: torch.Tensor) -> _Call:
-    """The call restricted to batch rows ``keep`` ((K,) sorted indices): mask and per-row metadata sliced,
-    the generation rows still running renumbered. The shared prefix is dropped (callers pass states
-    that already include it)."""
+    """The scan call restricted to batch rows ``keep`` ((K,) sorted indices): mask and per-row metadata
+    sliced. The shared prefix is dropped (callers pass states that already include it)."""
+    assert call.step is None, "generation steps are not cut (see screen)"
     mask = None if call.mask is None else call.mask[keep.to(call.mask.device)]
     meta = {k: take_rows(v, keep) for k, v in call.meta.items()}
-    step_keep = None
-    if call.keep is not None:
-        new_index = torch.full((call.batch,), -1, dtype=torch.long, device=keep.device)
-        new_index[keep] = torch.arange(keep.numel(), device=keep.device)
-        mapped = new_index[call.keep.to(keep.device)]
-        step_keep = mapped[mapped >= 0]
-    return _Call(int(keep.numel()), call.length, mask, meta, step=call.step, keep=step_keep)
+    return _Call(int(keep.numel()), call.length, mask, meta)
 
 
 def take_rows(item: Any, keep: torch.Tensor) -> Any:
@@ -126,7 +120,9 @@ def screen(counts: NonFiniteCounts, name: str, layer: int, call: _Call, tensors:
            length: int, mask: torch.Tensor | None) -> tuple[_Call, torch.Tensor | None] | None:
     """Check one capture of ``call``: (call, None) when every row that reaches the sink is finite,
     (call restricted to the finite rows, their (K,) indices) otherwise, None when no row is left.
-    Rows a generation step skips anyway (finished rows) are neither checked nor counted."""
+    Rows a generation step skips anyway (finished rows) are neither checked nor counted. Generation
+    steps are counted but not cut: their sinks pair each value row with a decoder row (MI-Peaks keeps
+    one state per generated token), so the rows are passed through and the count says so."""
     bad = bad_rows(tensors, call.batch, length, mask)
     if bad is None:
         return call, None
@@ -138,9 +134,11 @@ def screen(counts: NonFiniteCounts, name: str, layer: int, call: _Call, tensors:
         total = int(call.keep.numel())
         if not bool(bad.any()):
             return call, None
+    if call.step is not None:
+        counts.record(name, f"layer {layer}", int(bad.sum()), total, "passed through (generation step)")
+        return call, None
     counts.record(name, f"layer {layer}", int(bad.sum()), total)
     keep = (~bad).nonzero().squeeze(1)
-    sub = drop_rows(call, keep)
-    if keep.numel() == 0 or (sub.keep is not None and sub.keep.numel() == 0):
+    if keep.numel() == 0:
         return None
-    return sub, keep
+    return drop_rows(call, keep), keep
