@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepsight.capture import finite
 from deepsight.capture import prefix as P
 from deepsight.capture._sites import (
     first_tensor,
@@ -47,6 +48,7 @@ from deepsight.capture.spec import CaptureSpec
 from deepsight.capture.steps import GenerationSteps
 from deepsight.errors import ConfigError
 from deepsight.models.io import input_device
+from deepsight.util.oom import free_accelerator_memory, is_out_of_memory
 
 Sink = Callable[["CaptureEvent"], None]
 log = logging.getLogger("deepsight")
@@ -97,6 +99,13 @@ class Capture:
         self._prefix: SharedPrefix | None = None  # prefix of the forward in progress
         self._gen: GenerationSteps | None = None
         self._recording: dict[tuple[str, int], torch.Tensor] | None = None  # states of a prefix being run
+        # non-finite rows dropped per capture and layer (finite.py)
+        self.nonfinite = finite.NonFiniteCounts("activations")
+        # out-of-memory halving: the most rows a scan forward runs at once after one (None: no limit yet);
+        # captures already fed for the rows being retried, and captures fed by the call in progress
+        self.max_rows: int | None = None
+        self._skip: frozenset[tuple[str, int]] = frozenset()
+        self._delivered: set[tuple[str, int]] = set()
 
     def _captures(self) -> list[tuple[CaptureSpec, int]]:
         return [(spec, layer) for spec in self.specs for layer in self.layers[spec.name]]
@@ -198,8 +207,23 @@ class Capture:
             hidden = torch.cat([pre.expand(hidden.shape[0], -1, -1), hidden], dim=1)
         if call.keep is not None and call.keep.numel() == 0:
             return
+        if (spec.name, layer) in self._skip:  # fed before an out-of-memory split these rows
+            return
+        flat = hidden.dim() == 2 and hidden.shape[0] == call.batch * call.length  # (B*T, D): expert_input
+        if flat or hidden.dim() >= 2 and hidden.shape[0] == call.batch:
+            length = call.length if flat else hidden.shape[1] if hidden.dim() > 2 else 1
+            screened = finite.screen(self.nonfinite, spec.name, layer, call, [hidden], length,
+                                     call.mask_on(hidden.device) if hidden.dim() > 2 or flat else None)
+            if screened is None:  # every row non-finite: nothing reaches the statistic
+                self._delivered.add((spec.name, layer))
+                return
+            if screened[1] is not None:
+                call, keep = screened[0], screened[1]
+                top_k = finite.slice_rows(top_k, keep, self._call.batch, length)
+                hidden = finite.slice_rows(hidden, keep, self._call.batch, length)
         with torch.no_grad():
             self._sinks[spec.name](CaptureEvent(call, spec, layer, hidden, top_k))
+        self._delivered.add((spec.name, layer))
 
     def _on_output(self, spec: CaptureSpec, layer: int, module: nn.Module, args: tuple, output: Any) -> None:
         self._emit(spec, layer, first_tensor(output))
@@ -228,15 +252,62 @@ class Capture:
         (e.g. ``labels=...``) that sinks read with ``event.take(name)``. With ``prefix`` (from
         ``shared_prefix``; right-padded rows that all start with it) only the positions after it
         run (batches longer than ``PREFIX_MAX_ROW_RATIO`` prefix lengths run whole). Returns the model
-        output only when no early exit happened and no prefix was used."""
+        output only when no early exit happened and no prefix was used.
+
+        Out of memory (with early exit): the rows are run again in two halves, recursively, and no
+        forward runs more than ``max_rows`` rows from then on; a capture fed before the error is not fed
+        those rows again, so every statistic sees each row once. A single row that does not fit raises."""
         assert self._handles or not self.specs, "use Capture inside a `with` block"
+        return self._forward_rows(input_ids, attention_mask, prefix, meta)
+
+    def _forward_rows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                      prefix: SharedPrefix | None, meta: dict[str, Any]) -> Any:
+        b = int(input_ids.shape[0])
+        if self._stop_point is None:  # the output is returned: no splitting
+            return self._forward_once(input_ids, attention_mask, prefix, meta)
+        if self.max_rows is not None and b > self.max_rows:
+            for start in range(0, b, self.max_rows):
+                self._forward_part(torch.arange(start, min(start + self.max_rows, b)), input_ids, attention_mask,
+                                   prefix, meta)
+            return None
+        oom = None
+        try:
+            return self._forward_once(input_ids, attention_mask, prefix, meta)
+        except Exception as exc:
+            if not is_out_of_memory(exc) or b == 1:
+                raise
+            oom = f"{type(exc).__name__}: {exc}"  # leave the except block first: its traceback pins tensors
+        delivered = self._delivered
+        free_accelerator_memory()
+        half = (b + 1) // 2
+        self.max_rows = half if self.max_rows is None else min(self.max_rows, half)
+        log.warning("out of memory on a scan forward of %d rows (%s); running them in halves, at most %d rows per "
+                    "forward from now on", b, oom.splitlines()[0][:200] if oom else "", self.max_rows)
+        outer = self._skip
+        self._skip = outer | frozenset(delivered)
+        try:
+            for rows in (torch.arange(0, half), torch.arange(half, b)):
+                self._forward_part(rows, input_ids, attention_mask, prefix, meta)
+        finally:
+            self._skip = outer
+        return None
+
+    def _forward_part(self, rows: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                      prefix: SharedPrefix | None, meta: dict[str, Any]) -> None:
+        self._forward_rows(input_ids[rows.to(input_ids.device)],
+                           None if attention_mask is None else attention_mask[rows.to(attention_mask.device)],
+                           prefix, {k: finite.take_rows(v, rows) for k, v in meta.items()})
+
+    def _forward_once(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                      prefix: SharedPrefix | None, meta: dict[str, Any]) -> Any:
+        self._delivered = set()
         shortcut = self._last_mlp
         if shortcut is not None:
             shortcut.used = False
         try:
             return self._forward(input_ids, attention_mask, prefix, meta)
         except Exception as err:
-            if shortcut is None or not shortcut.used:
+            if shortcut is None or not shortcut.used or is_out_of_memory(err):
                 raise
             # Every capture is at the stop block, whose output hook had not fired: nothing reached a sink.
             log.info("the last-token MLP shortcut does not fit this model's blocks (%s: %s); running whole blocks",

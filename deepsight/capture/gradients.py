@@ -5,6 +5,9 @@ right after. The loss must be a sum of per-sample losses (e.g. sum over rows of 
 token cross-entropy) so that delta_s is sample s's own gradient; then any batch size gives the
 batch-1 result exactly.
 
+A sample whose input x or delta has a NaN / inf at a counted token is left out of the sum and counted
+per module in ``.nonfinite`` (``finite.py``: warned once per module, reported by the audit).
+
 With ``param_grads=False`` (default) no weight gradient is computed at all: parameters are
 frozen for the duration and the embedding output is made to require grad, so backward only
 propagates deltas (saving the weight-gradient matmuls and their memory).
@@ -26,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepsight.capture import finite
 from deepsight.stats import GradAbsSum
 
 
@@ -40,6 +44,7 @@ class GradCapture:
         self._handles: list[Any] = []
         self._frozen: list[nn.Parameter] = []
         self._shape: tuple[int, int] | None = None  # (S, T) of the model call in progress
+        self.nonfinite = finite.NonFiniteCounts("gradients")  # samples left out per module
 
     def _on_call(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -88,7 +93,15 @@ class GradCapture:
             def on_grad(delta: torch.Tensor) -> None:
                 x_, m_ = saved
                 with torch.no_grad():
-                    stat.update(delta.reshape(*x_.shape[:-1], -1), x_, m_)
+                    d_ = delta.reshape(*x_.shape[:-1], -1)
+                    if x_.dim() == 3:
+                        bad = finite.bad_rows([d_, x_], x_.shape[0], x_.shape[1], m_)
+                        if bad is not None:
+                            self.nonfinite.record("gradients", name, int(bad.sum()), x_.shape[0])
+                            keep = (~bad).nonzero().squeeze(1)
+                            d_, x_, m_ = d_[keep], x_[keep], None if m_ is None else m_[keep]
+                    if x_.shape[0]:
+                        stat.update(d_, x_, m_)
                 saved.clear()  # free x now, not when the graph is released
 
             output.register_hook(on_grad)

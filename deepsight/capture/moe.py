@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from deepsight.capture import finite
 from deepsight.errors import ConfigError
 
 MOE_SITES = ("expert_routing", "expert_output")
@@ -168,11 +169,31 @@ class _LayerHooks:
         if logits is not None and logits.shape[0] != idx.shape[0]:
             logits = None
         if call is not None and not (call.keep is not None and call.keep.numel() == 0):
-            with torch.no_grad():
-                self.cap._sinks[self.spec.name](ExpertEvent(call, self.spec, self.layer, idx.detach(), w.detach(),
-                                                            None if logits is None else logits.detach(),
-                                                            None if outputs is None else outputs.detach()))
+            self._feed(call, idx.detach(), w.detach(), None if logits is None else logits.detach(),
+                       None if outputs is None else outputs.detach())
         return result
+
+    def _feed(self, call: Any, idx: torch.Tensor, w: torch.Tensor, logits: torch.Tensor | None,
+              outputs: torch.Tensor | None) -> None:
+        """Hand the sink the finite rows of this call (finite.py), once per row (engine's OOM retry)."""
+        key = (self.spec.name, self.layer)
+        if key in self.cap._skip:
+            return
+        parts = [idx, w, logits, outputs]
+        if idx.shape[0] == call.batch * call.length:
+            # -inf router logits are masked experts (ExpertMask, some routers), not a fault
+            shown = None if logits is None else logits.masked_fill(logits == -float("inf"), 0)
+            screened = finite.screen(self.cap.nonfinite, self.spec.name, self.layer, call, [w, shown, outputs],
+                                     call.length, call.mask_on(w.device))
+            if screened is None:
+                self.cap._delivered.add(key)
+                return
+            if screened[1] is not None:
+                parts = [finite.slice_rows(t, screened[1], call.batch, call.length) for t in parts]
+                call = screened[0]
+        with torch.no_grad():
+            self.cap._sinks[self.spec.name](ExpertEvent(call, self.spec, self.layer, *parts))
+        self.cap._delivered.add(key)
 
 
 def moe_hooks(cap: Any, spec: Any, layer: int) -> list[Any]:

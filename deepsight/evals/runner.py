@@ -3,7 +3,8 @@
 ``generate_and_judge`` sends the items to the target in chunks of ``generation.batch_size``,
 appends each finished generation to ``generations/<name>.jsonl`` at once (see resume.py),
 then runs each judge over the successful generations and appends the verdicts the same
-way. Records already in the file (same key) are reused, so a killed run restarts without
+way, after each of the judge's batches (``batch_size``, at most ``JUDGE_CHUNK``). Records
+already in the file (same key) are reused, so a killed run restarts without
 redoing finished items. A failed generation is never judged: its verdict is ``unknown``
 (``generation_failed``) and it is not stored, so a restart retries it; likewise a verdict
 that failed for a transient reason (judge unavailable, failed call) is not stored.
@@ -44,7 +45,7 @@ def _all_failed(name: str, gens: list[Generation]) -> GenerationFailedError:
     errors = sorted({g.error or "unknown error" for g in gens})
     shown = "; ".join(errors[:3]) + (f"; ... ({len(errors)} distinct errors)" if len(errors) > 3 else "")
     return GenerationFailedError(f"{name}: all {len(gens)} generations attempted failed: {shown}")
-JUDGE_CHUNK = 64  # verdicts per judge call (and per resume flush)
+JUDGE_CHUNK = 64  # verdicts per judge call (and per resume flush); a judge's own batch_size when smaller
 
 
 @dataclass
@@ -191,8 +192,10 @@ def _judge_all(ctx, store, name, results, gen_keys, j, judge_input) -> None:
             r.verdicts[jname] = Verdict.from_dict(store.get(k)["verdict"])
         else:
             todo.append((r, k))
-    for s in range(0, len(todo), JUDGE_CHUNK):
-        part = todo[s : s + JUDGE_CHUNK]
+    # flushed after each of the judge's own batches: a kill loses at most the batch in flight
+    step = max(1, min(JUDGE_CHUNK, int(getattr(judge, "batch_size", None) or JUDGE_CHUNK)))
+    for s in range(0, len(todo), step):
+        part = todo[s : s + step]
         verdicts = judge.judge([judge_input(r.item, r.generation.text) for r, _ in part])
         assert len(verdicts) == len(part), f"judge {jname} returned {len(verdicts)} verdicts for {len(part)} inputs"
         for (r, k), v in zip(part, verdicts):

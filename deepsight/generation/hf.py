@@ -23,12 +23,7 @@ import torch
 from deepsight.generation.base import Generation, GenerationRequest, SamplingParams
 from deepsight.generation.decode import decode_batch
 from deepsight.generation.prompts import encode_request
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA (or other accelerator) out-of-memory errors."""
-    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None), torch.cuda.OutOfMemoryError) if t)
-    return isinstance(exc, oom_types) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+from deepsight.util.oom import is_out_of_memory
 
 
 def request_seed(seed: int, request_id: str) -> int:

@@ -105,9 +105,11 @@ def _free_memory() -> None:
 def _run_one(recorder: RunRecorder, section: str, name: str, on_missing_data: str, fn, *args) -> None:
     """Run one scan/benchmark, recording ok / skipped / failed with the reason."""
     label = "scan" if section == "scans" else "eval"
+    nonfinite: dict[str, dict[str, int]] = {}
     with recorder.stage(f"{label}/{name}"):
         try:
-            result = fn(*args)
+            with _nonfinite_counts(section) as nonfinite:
+                result = fn(*args)
             result.setdefault("status", "ok")
         except MissingDataError as e:
             if on_missing_data == "error":
@@ -124,7 +126,24 @@ def _run_one(recorder: RunRecorder, section: str, name: str, on_missing_data: st
                 "reason": f"{type(e).__name__}: {e}",
                 "traceback_file": str(err_file.relative_to(recorder.run_dir)),
             }
+    if nonfinite:  # rows left out of the statistics (capture/finite.py): in the results and the warnings
+        from deepsight.capture.finite import summary
+
+        result["nonfinite_rows"] = nonfinite
+        recorder.warn(f"{label} {name}: non-finite activations or gradients, rows excluded: {summary(nonfinite)}")
     recorder.record(section, name, result)
+
+
+@contextlib.contextmanager
+def _nonfinite_counts(section: str):
+    """Non-finite rows the capture engine drops during a scan (nothing for benchmarks)."""
+    if section != "scans":
+        yield {}
+        return
+    from deepsight.capture import finite
+
+    with finite.collect() as counts:
+        yield counts
 
 
 def run_audit(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
