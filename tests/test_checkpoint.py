@@ -1,5 +1,7 @@
 """Checkpointed scans (deepsight/capture/checkpoint.py): a scan SIGKILLed mid-way and rerun into the same
-folder resumes from its last checkpoint and gives bit-identical statistics to an uninterrupted run."""
+folder resumes from its last checkpoint and gives bit-identical statistics to an uninterrupted run; the
+in-process cases (X-Boundary, SPIN's layer groups and datasets, MI-Peaks' generation batches) fail at the
+k-th forward call, resume, and compare with an uninterrupted run, plus checkpoints made for other settings."""
 
 from __future__ import annotations
 
@@ -156,8 +158,8 @@ def _spin_setup(moe: bool = False):
     words = ["privacy", "name", "phone", "fair", "group", "please", "no", "address", "why", "ok"]
 
     def text(lo, hi):
-        return " ".join(words[int(i)] for i in torch.randint(0, len(words), (int(torch.randint(lo, hi, (1,),
-                                                                                             generator=g)),), generator=g))
+        n = int(torch.randint(lo, hi, (1,), generator=g))
+        return " ".join(words[int(i)] for i in torch.randint(0, len(words), (n,), generator=g))
 
     rows1 = [(text(1, 5), text(1, 7)) for _ in range(7)]
     rows2 = [(text(1, 5), text(1, 7)) for _ in range(5)]
