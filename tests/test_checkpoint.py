@@ -308,3 +308,41 @@ def test_mi_peaks_interrupted_then_resumed_gives_the_same_trajectories(tmp_path,
     stale = run_mi_peaks(model, tok, anatomy, items, other, checkpoint=ck)
     assert ck.resumed_from == 0 and "other inputs" in caplog.text
     assert stale == run_mi_peaks(model, tok, anatomy, items, other)
+
+
+def test_spin_and_mi_peaks_scans_write_and_reuse_their_checkpoints(tmp_path):
+    import json
+
+    from deepsight.config.schema import HardwareConfig, SPINConfig
+    from deepsight.diagnostics.mi_peaks import mi_peaks_scan
+    from deepsight.diagnostics.registry import ScanContext
+    from deepsight.diagnostics.spin import spin_scan
+
+    model, tok, anatomy, rows1, rows2 = _spin_setup()
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, rows in (("p.csv", rows1), ("f.csv", rows2)):
+        (data / name).write_text("prompt,response\n" + "".join(f'"{p}","{r}"\n' for p, r in rows))
+    ctx = ScanContext(model=model, tokenizer=tok, anatomy=anatomy, run_dir=tmp_path / "run", data_dir=data,
+                      hardware=HardwareConfig(checkpoint_every=1))
+    cfg = SPINConfig(dataset1_path="p.csv", dataset2_path="f.csv", n_samples=5, q=0.02, target_module="all",
+                     batch_size=2)
+    first = spin_scan(ctx, cfg)
+    assert (ctx.run_dir / "checkpoints" / "spin.pt").is_file()
+    count = _FailAt(model)
+    again = spin_scan(ctx, cfg)  # everything restored: no forward pass
+    count.handle.remove()
+    assert count.calls == 0 and again["metrics"] == first["metrics"] and again["details"] == first["details"]
+
+    model, tok, anatomy, items, mcfg = _mi_setup()
+    (data / "m.jsonl").write_text("".join(json.dumps({"question": p, "answer": s}) + "\n" for p, s in items))
+    ctx = ScanContext(model=model, tokenizer=tok, anatomy=anatomy, run_dir=tmp_path / "run", data_dir=data,
+                      hardware=HardwareConfig(checkpoint_every=1))
+    mcfg.data_path, mcfg.n_samples = "m.jsonl", len(items)
+    first = mi_peaks_scan(ctx, mcfg)
+    assert (ctx.run_dir / "checkpoints" / "mi_peaks.pt").is_file()
+    count = _FailAt(model)
+    again = mi_peaks_scan(ctx, mcfg)  # only the answer states run again (4 batches of at most 2 solutions)
+    count.handle.remove()
+    assert count.calls == 4 and again["metrics"] == first["metrics"]
+    assert again["details"]["trajectories"] == first["details"]["trajectories"]
