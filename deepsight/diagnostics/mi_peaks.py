@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
+from deepsight.capture.checkpoint import ScanCheckpoint
 from deepsight.config.plain import config_dict
 from deepsight.config.schema import HardwareConfig
 from deepsight.data.mi_peaks import load_mi_peaks_items
@@ -59,13 +60,18 @@ def _eos_ids(model, tokenizer) -> set[int]:
 
 @torch.no_grad()
 def generate_with_states(model, anatomy, layer: int, tokenizer, prompts: list[str], *, max_new_tokens: int,
-                         batch_size: int, eos: set[int] | None = None) -> list[tuple[torch.Tensor, list[int]]]:
+                         batch_size: int, eos: set[int] | None = None, wrap=None,
+                         on_batch=None) -> list[tuple[torch.Tensor, list[int]] | None]:
     """Greedy generation recording block ``layer``'s last-position output at every forward call.
 
     Returns per prompt (states (N, D) on the block's device, generated ids [g_1..g_N]); state i is the
     last-position output of forward call i (0 = prefill), g_{i+1} the token emitted from it. A row stops
     after emitting an EOS id (kept as its last token) or after max_new_tokens tokens. Prompts of similar
     length share a batch of at most ``batch_size``.
+
+    ``wrap`` runs the batch plan (lists of prompt indices) through a ``ScanCheckpoint.batches``;
+    ``on_batch({prompt index: (states, ids)})`` takes each finished batch's results, which are then not kept
+    (their entries stay None).
     """
     eos = _eos_ids(model, tokenizer) if eos is None else eos
     encoded = [list(tokenizer(p)["input_ids"]) for p in prompts]
@@ -78,9 +84,9 @@ def generate_with_states(model, anatomy, layer: int, tokenizer, prompts: list[st
 
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
     spec = CaptureSpec("block_output", [layer], reduce="step", name="mi_peaks")
+    plan = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     with Capture(model, [spec], sink, anatomy=anatomy, early_exit=False) as cap:
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for rows in plan if wrap is None else wrap(plan):
 
             def on_step(step: int, live: list[int], rows: list[int] = rows) -> None:
                 assert len(pending) == 1, f"block hook fired {len(pending)} times in one forward"
@@ -98,6 +104,10 @@ def generate_with_states(model, anatomy, layer: int, tokenizer, prompts: list[st
             for r, i in enumerate(rows):
                 out[i] = (torch.stack(states[i]), res.tokens[r])
                 states[i] = []
+            if on_batch is not None:
+                on_batch({i: out[i] for i in rows})
+                for i in rows:
+                    out[i] = None
     return out  # type: ignore[return-value]
 
 
@@ -159,25 +169,48 @@ def align(mi_all: list[float], hist_all: list[float], gen: list[int], alignment:
     raise ValueError(f"scan.mi_peaks.alignment={alignment!r}; expected 'generated' or 'emitted'")
 
 
-def run_mi_peaks(model, tokenizer, anatomy, items: list[tuple[str, str]], cfg,
-                 hardware: HardwareConfig | None = None) -> dict[str, Any]:
-    """MI-Peaks on (problem, solution) pairs; the scan's result dict (without figures). Under torch.distributed
-    each rank generates its share of the problems and the per-sample results are gathered on every rank."""
-    from deepsight.capture.sharding import gather_by_index, shard_by_length
+def _sample_result(states: torch.Tensor, gen: list[int], y: torch.Tensor, cfg) -> tuple:
+    """(HSIC trajectory, histogram trajectory, tokens, number generated, estimator routes) of one sample."""
+    est = HSICAnswer(y.to(states.device), sigma=float(cfg.sigma), eps=float(cfg.eps))
+    mi_all = est.mi(states).tolist()
+    hist_all = histogram_mi(states, y.to(states.device), int(cfg.histogram_bins)).tolist()
+    return (*align(mi_all, hist_all, gen, cfg.alignment), len(gen), dict(est.stats))
 
+
+def run_mi_peaks(model, tokenizer, anatomy, items: list[tuple[str, str]], cfg,
+                 hardware: HardwareConfig | None = None, checkpoint: ScanCheckpoint | None = None) -> dict[str, Any]:
+    """MI-Peaks on (problem, solution) pairs; the scan's result dict (without figures). Under torch.distributed
+    each rank generates its share of the problems and the per-sample results are gathered on every rank.
+
+    The answer states come first (one cheap forward per solution); each generation batch's samples are then
+    reduced to their MI results at once. ``checkpoint``: those per-sample results are saved every N generation
+    batches; a rerun restores them and generates only the batches not done."""
+    from deepsight.capture.sharding import gather_by_index, rank_and_world, shard_by_length
+
+    hw = hardware if hardware is not None else HardwareConfig()
     layer = anatomy.layer_index(int(cfg.layer))
     mine = shard_by_length([len(p) + int(cfg.max_new_tokens) for p, _ in items])  # this rank's samples
     problems, solutions = [items[i][0] for i in mine], [items[i][1] for i in mine]
-    gens = generate_with_states(model, anatomy, layer, tokenizer, problems, max_new_tokens=int(cfg.max_new_tokens),
-                                batch_size=int(cfg.batch_size))
-    ys = answer_states(model, anatomy, layer, tokenizer, solutions, batch_size=int(cfg.batch_size), hardware=hardware)
-    per_sample = []
-    for (states, gen), y in zip(gens, ys):
-        est = HSICAnswer(y.to(states.device), sigma=float(cfg.sigma), eps=float(cfg.eps))
-        mi_all = est.mi(states).tolist()
-        hist_all = histogram_mi(states, y.to(states.device), int(cfg.histogram_bins)).tolist()
-        per_sample.append((*align(mi_all, hist_all, gen, cfg.alignment), len(gen), dict(est.stats)))
-    per_sample = gather_by_index(per_sample, mine, len(items))  # every sample, in data order
+    checkpoint = checkpoint or ScanCheckpoint(None)
+    store: dict[str, Any] = {}
+    keys = ("layer", "max_new_tokens", "batch_size", "sigma", "eps", "histogram_bins", "alignment")
+    checkpoint.restore(store, {
+        "items": items, "rank": list(rank_and_world()), "layer": layer,
+        "cfg": {k: str(getattr(cfg, k)) for k in keys}, "eos": sorted(_eos_ids(model, tokenizer)),
+        "hardware": [int(hw.max_batch_tokens), bool(hw.causal_right_padding)],
+        "model": [type(model).__name__, str(getattr(model, "dtype", "")),
+                  getattr(getattr(model, "config", None), "_name_or_path", "")]})
+    done: dict[int, tuple] = store.setdefault("per_sample", {})  # local sample index -> its result
+    ys = answer_states(model, anatomy, layer, tokenizer, solutions, batch_size=int(cfg.batch_size), hardware=hw)
+
+    def reduce(batch: dict[int, tuple[torch.Tensor, list[int]]]) -> None:
+        for i, (states, gen) in batch.items():
+            done[i] = _sample_result(states, gen, ys[i], cfg)
+
+    generate_with_states(model, anatomy, layer, tokenizer, problems, max_new_tokens=int(cfg.max_new_tokens),
+                         batch_size=int(cfg.batch_size), wrap=lambda plan: checkpoint.batches(plan, store),
+                         on_batch=reduce)
+    per_sample = gather_by_index([done[i] for i in range(len(problems))], mine, len(items))  # data order
     trajs, hists, toks = [p[0] for p in per_sample], [p[1] for p in per_sample], [p[2] for p in per_sample]
     stats = {k: sum(p[4][k] for p in per_sample) for k in ("low_rank", "direct")}
     mean = ragged_mean(trajs)
@@ -214,6 +247,13 @@ def run_mi_peaks(model, tokenizer, anatomy, items: list[tuple[str, str]], cfg,
     return {"metrics": metrics, "details": details, "warnings": warnings}
 
 
+def _per_rank(name: str) -> str:
+    from deepsight.capture.sharding import rank_and_world
+
+    rank, world = rank_and_world()
+    return name if world == 1 else f"{name}.rank{rank}of{world}"
+
+
 @register_scan("mi_peaks")
 def mi_peaks_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     from deepsight.report.figures import plot_trajectory
@@ -224,7 +264,9 @@ def mi_peaks_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     was_training = model.training
     model.eval()
     try:
-        res = run_mi_peaks(model, ctx.tokenizer, ctx.anatomy, items, cfg, hardware=ctx.hardware)
+        res = run_mi_peaks(model, ctx.tokenizer, ctx.anatomy, items, cfg, hardware=ctx.hardware,
+                           checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, _per_rank("mi_peaks"),
+                                                              ctx.hardware.checkpoint_every))
     finally:
         model.train(was_training)
     mean = res["metrics"]["mean_trajectory"]

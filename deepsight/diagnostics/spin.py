@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from deepsight.capture.checkpoint import ScanCheckpoint
 from deepsight.config.plain import config_dict
 from deepsight.data.spin import load_spin_rows
 from deepsight.diagnostics.registry import ScanContext, register_scan
@@ -89,17 +90,20 @@ def _needs_param_route(refs: list[WeightRef]) -> bool:
 
 # ------------------------------------------------------------------ G_W accumulation
 def _batched_grad_sums(model, refs, samples, *, max_batch_tokens, max_batch_size, pad_id, stat_dtype,
-                       causal_right_padding=True) -> dict:
+                       causal_right_padding=True, stats=None, wrap=None) -> dict:
     """Dense route: G_W for every ref (all nn.Linear) with batched backward passes.
 
     ``causal_right_padding``: the right-padded batches run without the padding mask (a causal model's valid
     tokens attend only to earlier, valid positions, and padded positions carry no loss, so every gradient at
-    a valid position is the masked forward's; attention takes its causal path)."""
+    a valid position is the masked forward's; attention takes its causal path). ``stats``: accumulators to add
+    into (a resumed checkpoint's); ``wrap``: runs the batch iterable through a ``ScanCheckpoint.batches`` (skip
+    the finished batches, save every N)."""
     from deepsight.capture.batching import iter_batches
     from deepsight.capture.gradients import GradCapture
     from deepsight.stats import GradAbsSum
 
-    stats = {r.name: GradAbsSum(r.shape, dtype=stat_dtype, device=r.param.device) for r in refs}
+    if stats is None:
+        stats = {r.name: GradAbsSum(r.shape, dtype=stat_dtype, device=r.param.device) for r in refs}
     modules = {r.name: r.module for r in refs}
     dev = input_device(model)
     seqs = [ids for ids, _ in samples]
@@ -109,8 +113,9 @@ def _batched_grad_sums(model, refs, samples, *, max_batch_tokens, max_batch_size
         fused = {"head": plain_head(model), "base": getattr(model, "base_model", None)}
         if fused["base"] is model:
             fused["head"] = None
-        for b in iter_batches(seqs, max_batch_tokens=max_batch_tokens, pad_id=pad_id, side="right",
-                              max_batch_size=max_batch_size, device=dev):
+        batches = iter_batches(seqs, max_batch_tokens=max_batch_tokens, pad_id=pad_id, side="right",
+                               max_batch_size=max_batch_size, device=dev)
+        for b in batches if wrap is None else wrap(batches):
             n_prompt = n_prompt_all[b.index].to(dev)
             lengths = b.attention_mask.sum(1)
             gc.token_mask = b.attention_mask
@@ -153,19 +158,21 @@ def _fused_head_loss(model, fused: dict, ids, mask, n_prompt, lengths) -> torch.
     return response_loss(hidden, head, ids, n_prompt, lengths)
 
 
-def _param_grad_sums(model, refs, samples, *, stat_dtype) -> dict:
-    """One sample per backward with weight gradients (fused experts / non-Linear routers): exact, per sample."""
+def _param_grad_sums(model, refs, samples, *, stat_dtype, stats=None, wrap=None) -> dict:
+    """One sample per backward with weight gradients (fused experts / non-Linear routers): exact, per sample.
+    ``stats`` and ``wrap`` as in ``_batched_grad_sums`` (here a "batch" is one sample)."""
     from deepsight.stats import GradAbsSum
 
     params = {id(r.param): r.param for r in refs}
-    stats = {r.name: GradAbsSum(r.shape, dtype=stat_dtype, device=r.param.device) for r in refs}
+    if stats is None:
+        stats = {r.name: GradAbsSum(r.shape, dtype=stat_dtype, device=r.param.device) for r in refs}
     was = {id(p): p.requires_grad for p in model.parameters()}
     dev = input_device(model)
     try:
         for p in model.parameters():
             p.requires_grad_(id(p) in params)
         with torch.enable_grad():
-            for ids, n_prompt in samples:
+            for ids, n_prompt in samples if wrap is None else wrap(samples):
                 for p in params.values():
                     p.grad = None
                 x = torch.tensor([ids], device=dev)
@@ -206,27 +213,69 @@ def _layer_groups(refs: list[WeightRef], group_size: int | None, max_batch_token
     return [layers[i : i + group_size] for i in range(0, len(layers), group_size)]
 
 
-def grad_abs_sums(model, anatomy, refs, samples, *, batch_size=8, max_batch_tokens=4096, pad_id=0,
-                  stat_dtype="float32", layer_group_size=None, causal_right_padding=True) -> tuple[dict, dict]:
-    """G_W of every ref over ``samples`` [(ids, n_prompt)]; returns ({name: GradAbsSum}, info). Under
-    torch.distributed each rank takes its share of the samples and the sums are all_reduced (per layer group)."""
-    from deepsight.capture.sharding import all_reduce_store, rank_and_world, shard_by_length
+def layer_group_plan(refs: list[WeightRef], layer_group_size: int | None, max_batch_tokens: int) -> list[list[int]]:
+    """The layer groups of the dense route (the same on every rank under torch.distributed)."""
+    from deepsight.capture.sharding import rank_and_world
 
-    samples = [samples[i] for i in shard_by_length([len(ids) for ids, _ in samples])]
-    if _needs_param_route(refs):
-        sums = all_reduce_store(_param_grad_sums(model, refs, samples, stat_dtype=stat_dtype))
-        return sums, {"route": "per-sample weight grads", "passes": len(samples)}
-    sums: dict = {}
     groups = _layer_groups(refs, layer_group_size, max_batch_tokens)
     if groups and layer_group_size is None and rank_and_world()[1] > 1:  # the same groups on every rank
         size = torch.tensor([len(groups[0])])
         torch.distributed.all_reduce(size, op=torch.distributed.ReduceOp.MIN)
         groups = _layer_groups(refs, int(size), max_batch_tokens)
-    for group in groups:
+    return groups
+
+
+def grad_abs_sums(model, anatomy, refs, samples, *, batch_size=8, max_batch_tokens=4096, pad_id=0,
+                  stat_dtype="float32", layer_group_size=None, causal_right_padding=True, groups=None,
+                  checkpoint: ScanCheckpoint | None = None, store: dict | None = None,
+                  label: str = "") -> tuple[dict, dict]:
+    """G_W of every ref over ``samples`` [(ids, n_prompt)]; returns ({name: GradAbsSum}, info). Under
+    torch.distributed each rank takes its share of the samples and the sums are all_reduced (per layer group).
+
+    ``groups``: the layer-group plan (default ``layer_group_plan``). ``checkpoint`` with its restored ``store``
+    (the scan's dict, see ``run_spin``) and this dataset's ``label``: the sums go into ``store["sums"]``, saved
+    every N batches within a layer group and after each finished group (``store["groups_done"]``); a store that
+    was saved during this dataset resumes in its layer group at the checkpoint's position."""
+    from deepsight.capture.sharding import all_reduce_store, shard_by_length
+    from deepsight.stats import GradAbsSum
+
+    checkpoint = checkpoint or ScanCheckpoint(None)
+    store = {} if store is None else store
+    if store.get("label") != label:  # a fresh dataset: nothing of it done yet
+        store.update(label=label, groups_done=0, sums={})
+        checkpoint.position = 0
+    sums: dict = store["sums"]
+
+    def wrap(it):
+        return checkpoint.batches(it, store)
+
+    def accumulators(chosen: list[WeightRef]) -> dict:  # in the store before the first batch, restored ones kept
+        for r in chosen:
+            if r.name not in sums:
+                sums[r.name] = GradAbsSum(r.shape, dtype=stat_dtype, device=r.param.device)
+        return {r.name: sums[r.name] for r in chosen}
+
+    def group_done(n: int) -> None:
+        store["groups_done"] = n
+        checkpoint.position = 0
+        checkpoint.save(store)
+
+    samples = [samples[i] for i in shard_by_length([len(ids) for ids, _ in samples])]
+    if _needs_param_route(refs):
+        if store["groups_done"] == 0:
+            all_reduce_store(_param_grad_sums(model, refs, samples, stat_dtype=stat_dtype, stats=accumulators(refs),
+                                              wrap=wrap))
+            group_done(1)
+        return sums, {"route": "per-sample weight grads", "passes": len(samples)}
+    groups = layer_group_plan(refs, layer_group_size, max_batch_tokens) if groups is None else groups
+    for g, group in enumerate(groups):
+        if g < store["groups_done"]:
+            continue
         chosen = [r for r in refs if r.layer in set(group)]
-        sums.update(all_reduce_store(_batched_grad_sums(
+        all_reduce_store(_batched_grad_sums(
             model, chosen, samples, max_batch_tokens=max_batch_tokens, max_batch_size=batch_size, pad_id=pad_id,
-            stat_dtype=stat_dtype, causal_right_padding=causal_right_padding)))
+            stat_dtype=stat_dtype, causal_right_padding=causal_right_padding, stats=accumulators(chosen), wrap=wrap))
+        group_done(g + 1)
     return sums, {"route": "batched per-sample |grad| (fused kernel)", "layer_groups": [list(g) for g in groups]}
 
 
@@ -237,8 +286,12 @@ def spin_candidates(refs: list[WeightRef], sums: dict, q: float) -> dict[str, to
 
 # ------------------------------------------------------------------ the scan
 def run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, stat_dtype: str = "float32",
-             max_batch_tokens: int = 4096, causal_right_padding: bool = True) -> dict[str, Any]:
-    """SPIN on two lists of (prompt, response) rows; the result dict of the scan (without figures)."""
+             max_batch_tokens: int = 4096, causal_right_padding: bool = True,
+             checkpoint: ScanCheckpoint | None = None) -> dict[str, Any]:
+    """SPIN on two lists of (prompt, response) rows; the result dict of the scan (without figures).
+
+    ``checkpoint``: the G_W sums are saved every N batches within a layer group and after each group, a
+    finished dataset's candidate sets once it is done; a rerun resumes from there (``grad_abs_sums``)."""
     warnings: list[str] = []
     compat = bool(cfg.reference_compat)
     refs = weights_of_model(anatomy, cfg.target_module, reference_compat=compat)
@@ -253,32 +306,64 @@ def run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, stat_dtype: str = "fl
             f"{smallest_q_for_one(shapes):.6g} (set scan.spin.q)"
         )
     pad = pad_id(tokenizer)
-    cands, info = [], {}
+    encoded: dict[str, list[tuple[list[int], int]]] = {}
     for label, rows in (("dataset1", rows1), ("dataset2", rows2)):
-        samples = []
+        samples = encoded[label] = []
         for row in rows:
             ids, n_prompt = encode_sample(tokenizer, row[0], row[1], compat)
             if len(ids) - n_prompt < 1:
                 warnings.append(f"{label}: a row has no response token after tokenisation; skipped")
                 continue
             samples.append((ids, n_prompt))
+    checkpoint = checkpoint or ScanCheckpoint(None)
+    store: dict[str, Any] = {}
+    groups = None
+    if checkpoint.enabled and not no_candidates:
+        from deepsight.capture.sharding import rank_and_world
+
+        groups = "per-sample" if _needs_param_route(refs) else layer_group_plan(refs, cfg.layer_group_size,
+                                                                                  max_batch_tokens)
+        checkpoint.restore(store, {
+            "refs": [[r.name, list(r.shape)] for r in refs], "samples": encoded, "q": float(cfg.q), "groups": groups,
+            "rank": list(rank_and_world()), "stat_dtype": str(stat_dtype),
+            "batching": [int(cfg.batch_size), int(max_batch_tokens), pad, bool(causal_right_padding)],
+            "model": [type(model).__name__, str(getattr(model, "dtype", "")),
+                      getattr(getattr(model, "config", None), "_name_or_path", "")]})
+        groups = None if groups == "per-sample" else groups
+    done = store.setdefault("candidates", {})  # finished datasets' candidate sets
+    cands, info = [], {}
+    for label in ("dataset1", "dataset2"):
+        samples = encoded[label]
         if no_candidates:
             info[label] = {"route": "none (k = 0 for every matrix)", "samples": len(samples)}
             cands.append({r.name: torch.zeros(0, dtype=torch.long) for r in refs})
             continue
-        sums, info[label] = grad_abs_sums(model, anatomy, refs, samples, batch_size=cfg.batch_size,
-                                          max_batch_tokens=max_batch_tokens, pad_id=pad, stat_dtype=stat_dtype,
-                                          layer_group_size=cfg.layer_group_size,
-                                          causal_right_padding=causal_right_padding)
+        if label not in done:
+            sums, done[label] = grad_abs_sums(model, anatomy, refs, samples, batch_size=cfg.batch_size,
+                                              max_batch_tokens=max_batch_tokens, pad_id=pad, stat_dtype=stat_dtype,
+                                              layer_group_size=cfg.layer_group_size,
+                                              causal_right_padding=causal_right_padding, groups=groups,
+                                              checkpoint=checkpoint, store=store, label=label)
+            done[label]["candidates"] = spin_candidates(refs, sums, cfg.q)
+            store.update(label=None, sums={}, groups_done=0)  # the sums are no longer needed
+            del sums
+            checkpoint.save(store)
+        info[label] = {k: v for k, v in done[label].items() if k != "candidates"}
         info[label]["samples"] = len(samples)
-        cands.append(spin_candidates(refs, sums, cfg.q))
-        del sums
+        cands.append(done[label]["candidates"])
     summary = coupling_summary(refs, cands[0], cands[1], anatomy.num_layers, per_module=bool(cfg.per_module))
     details = {"layers": summary["layers"], "passes": info, "weights_considered": len(refs),
                "reference_compat": _COMPAT_NOTE if compat else _DEFAULT_NOTE}
     if "modules" in summary:
         details["modules"] = summary["modules"]
     return {"metrics": dict(summary["totals"]), "details": details, "warnings": warnings, "candidates": cands}
+
+
+def _per_rank(name: str) -> str:
+    from deepsight.capture.sharding import rank_and_world
+
+    rank, world = rank_and_world()
+    return name if world == 1 else f"{name}.rank{rank}of{world}"
 
 
 @register_scan("spin")
@@ -296,7 +381,8 @@ def spin_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     model.eval()
     try:
         res = run_spin(model, ctx.tokenizer, ctx.anatomy, rows1, rows2, cfg,
-                       stat_dtype=hw.stat_dtype, max_batch_tokens=budget, causal_right_padding=hw.causal_right_padding)
+                       stat_dtype=hw.stat_dtype, max_batch_tokens=budget, causal_right_padding=hw.causal_right_padding,
+                       checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, _per_rank("spin"), hw.checkpoint_every))
     finally:
         model.train(was_training)
     res.pop("candidates")
