@@ -37,6 +37,13 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+def per_rank_name(name: str) -> str:
+    """A per-rank file name for ``name`` (checkpoints): ``name`` alone in one process, else
+    ``name.rank<r>of<w>`` so ranks never share a file."""
+    rank, world = rank_and_world()
+    return name if world == 1 else f"{name}.rank{rank}of{world}"
+
+
 def shard_by_length(lengths: Sequence[int], rank: int | None = None, world: int | None = None) -> list[int]:
     """Sorted indices of the items this rank takes (longest-first greedy balance of token counts)."""
     if rank is None or world is None:

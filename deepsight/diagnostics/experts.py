@@ -26,6 +26,8 @@ from typing import Any
 import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
+from deepsight.capture.checkpoint import ScanCheckpoint
+from deepsight.capture.sharding import all_reduce_store, per_rank_name, rank_and_world, shard_by_length
 from deepsight.config.plain import config_dict
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.diagnostics._chat_tokens import render_chats
@@ -126,10 +128,15 @@ def expert_sink(anatomy: Any, num_classes: int, stat_dtype: str = "float32"
 def collect_expert_stats(model: Any, tokenizer: Any, anatomy: Any, chats: list[LabeledChat], num_classes: int,
                          layers: list[int], *, halves: list[int], expert_outputs: bool = True,
                          max_length: int | None = 1024, max_batch_size: int | None = 16,
-                         max_batch_tokens: int = 16384, stat_dtype: str = "float32", causal_right_padding: bool = True
+                         max_batch_tokens: int = 16384, stat_dtype: str = "float32", causal_right_padding: bool = True,
+                         checkpoint: ScanCheckpoint | None = None,
                          ) -> tuple[dict[int, ExpertRouting], dict[int, ExpertRouting]]:
     """One pass: per layer, routing sums over classes ``half * num_classes + label`` and (``expert_outputs``)
-    per-class expert-output sums. Returns ({layer: routing}, {layer: outputs})."""
+    per-class expert-output sums. Returns ({layer: routing}, {layer: outputs}).
+
+    Under torch.distributed each rank takes its share of the chats (``deepsight.capture.sharding``) and the
+    statistics are summed over the ranks at the end. ``checkpoint``: save the statistics every N batches and
+    resume from a saved position (``deepsight.capture.checkpoint``)."""
     ids, n_prompt = encode_with_parts(tokenizer, chats, max_length)
     cls = torch.tensor([h * num_classes + c.label for h, c in zip(halves, chats)], dtype=torch.long)
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
@@ -138,14 +145,36 @@ def collect_expert_stats(model: Any, tokenizer: Any, anatomy: Any, chats: list[L
 
     site = "expert_output" if expert_outputs else "expert_routing"
     device = input_device(model, anatomy)
+    rank, world = rank_and_world()
+    mine = torch.tensor(shard_by_length([len(x) for x in ids]), dtype=torch.long)  # this rank's chats
+    checkpoint = checkpoint or ScanCheckpoint(None)
+    saved: dict[str, Any] = {}
+    checkpoint.restore(saved, {"ids": ids, "n_prompt": n_prompt, "cls": cls.tolist(), "layers": list(layers),
+                               "expert_outputs": expert_outputs, "stat_dtype": str(stat_dtype), "rank": [rank, world],
+                               "batching": [max_batch_tokens, max_batch_size, causal_right_padding],
+                               "model": [type(model).__name__, str(getattr(model, "dtype", "")),
+                                         getattr(model.config, "_name_or_path", "")]})
+    routing.update(saved.get("routing", {}))  # the live dicts the sink fills
+    outputs.update(saved.get("outputs", {}))
+    store = {"routing": routing, "outputs": outputs}
     with Capture(model, [CaptureSpec(site, layers, reduce="none")], sink, anatomy=anatomy,
                  causal_right_padding=causal_right_padding) as cap:
-        for batch in iter_batches(ids, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side="right",
-                                  max_batch_size=max_batch_size, device=device):
+        if world > 1 and not routing:  # every rank takes part in the sums, with chats or without
+            for idx in layers:
+                dev, e = cap.layer_device(idx), anatomy.layers[idx].num_experts
+                routing[idx] = ExpertRouting(e, 2 * num_classes, dtype=stat_dtype, device=dev)
+                if expert_outputs:
+                    outputs[idx] = ExpertRouting(e, num_classes, dim=anatomy.hidden_size, dtype=stat_dtype, device=dev)
+        local = [ids[i] for i in mine.tolist()]
+        batches = iter_batches(local, max_batch_tokens=max_batch_tokens, pad_id=pad_id(tokenizer), side="right",
+                               max_batch_size=max_batch_size, device=device)
+        for batch in checkpoint.batches(batches, store):
+            index = mine[batch.index]  # chats of the full list
             t = batch.input_ids.shape[1]
-            part = (torch.arange(t)[None, :] >= n_prompt_t[batch.index][:, None]).long()  # (B, T) 1 = response
-            cap.forward(batch.input_ids, batch.attention_mask, cls=cls[batch.index], labels=labels[batch.index],
-                        part=part)
+            part = (torch.arange(t)[None, :] >= n_prompt_t[index][:, None]).long()  # (B, T) 1 = response
+            cap.forward(batch.input_ids, batch.attention_mask, cls=cls[index], labels=labels[index], part=part)
+    all_reduce_store({f"{i}.routing": r for i, r in routing.items()}
+                     | {f"{i}.outputs": o for i, o in outputs.items()})  # in place: the live statistics
     return routing, outputs
 
 
@@ -251,9 +280,8 @@ def run_experts(ctx: ScanContext, cfg: Any) -> dict:
     routing, outputs = collect_expert_stats(
         ctx.model, ctx.tokenizer, anatomy, chats, len(names), layers, halves=halves,
         expert_outputs=cfg.expert_outputs, max_length=cfg.max_length, max_batch_size=cfg.batch_size,
-        max_batch_tokens=getattr(hw, "max_batch_tokens", 16384) if hw is not None else 16384,
-        stat_dtype=getattr(hw, "stat_dtype", "float32") if hw is not None else "float32",
-        causal_right_padding=getattr(hw, "causal_right_padding", True) if hw is not None else True)
+        max_batch_tokens=hw.max_batch_tokens, stat_dtype=hw.stat_dtype, causal_right_padding=hw.causal_right_padding,
+        checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, per_rank_name("experts"), hw.checkpoint_every))
     s = summarize(routing, outputs, len(names), contrast, cfg.rank_part, cfg.top_k)
     a, b = (names[i] for i in contrast)
     figures, w = _figures(ctx, s["rd"], f"risk difference p({a}) - p({b}), {cfg.rank_part} tokens")

@@ -35,6 +35,7 @@ import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
 from deepsight.capture.checkpoint import ScanCheckpoint
+from deepsight.capture.sharding import per_rank_name
 from deepsight.config.plain import config_dict
 from deepsight.config.schema import HardwareConfig
 from deepsight.data.mi_peaks import load_mi_peaks_items
@@ -247,11 +248,6 @@ def run_mi_peaks(model, tokenizer, anatomy, items: list[tuple[str, str]], cfg,
     return {"metrics": metrics, "details": details, "warnings": warnings}
 
 
-def _per_rank(name: str) -> str:
-    from deepsight.capture.sharding import rank_and_world
-
-    rank, world = rank_and_world()
-    return name if world == 1 else f"{name}.rank{rank}of{world}"
 
 
 @register_scan("mi_peaks")
@@ -265,7 +261,7 @@ def mi_peaks_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     model.eval()
     try:
         res = run_mi_peaks(model, ctx.tokenizer, ctx.anatomy, items, cfg, hardware=ctx.hardware,
-                           checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, _per_rank("mi_peaks"),
+                           checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, per_rank_name("mi_peaks"),
                                                               ctx.hardware.checkpoint_every))
     finally:
         model.train(was_training)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from deepsight.capture.checkpoint import ScanCheckpoint
+from deepsight.capture.sharding import per_rank_name
 from deepsight.config.plain import config_dict
 from deepsight.data.spin import load_spin_rows
 from deepsight.diagnostics.registry import ScanContext, register_scan
@@ -359,11 +360,6 @@ def run_spin(model, tokenizer, anatomy, rows1, rows2, cfg, stat_dtype: str = "fl
     return {"metrics": dict(summary["totals"]), "details": details, "warnings": warnings, "candidates": cands}
 
 
-def _per_rank(name: str) -> str:
-    from deepsight.capture.sharding import rank_and_world
-
-    rank, world = rank_and_world()
-    return name if world == 1 else f"{name}.rank{rank}of{world}"
 
 
 @register_scan("spin")
@@ -382,7 +378,7 @@ def spin_scan(ctx: ScanContext, cfg) -> dict[str, Any]:
     try:
         res = run_spin(model, ctx.tokenizer, ctx.anatomy, rows1, rows2, cfg,
                        stat_dtype=hw.stat_dtype, max_batch_tokens=budget, causal_right_padding=hw.causal_right_padding,
-                       checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, _per_rank("spin"), hw.checkpoint_every))
+                       checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, per_rank_name("spin"), hw.checkpoint_every))
     finally:
         model.train(was_training)
     res.pop("candidates")

@@ -28,7 +28,7 @@ import torch
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
 from deepsight.capture.checkpoint import ScanCheckpoint
-from deepsight.capture.sharding import all_reduce_store, rank_and_world, shard_by_length
+from deepsight.capture.sharding import all_reduce_store, per_rank_name, rank_and_world, shard_by_length
 from deepsight.config.plain import config_dict
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.data.tellme import load_tellme
@@ -146,9 +146,6 @@ def tellme_from_rows(rows: torch.Tensor, labels: torch.Tensor, gram: GramMatrix,
     return {k: out[k] for k in NAMES}
 
 
-def _per_rank(name: str) -> str:
-    rank, world = rank_and_world()
-    return name if world == 1 else f"{name}.rank{rank}of{world}"
 
 
 def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> dict:
@@ -161,7 +158,7 @@ def tellme_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat]) -> d
         max_batch_size=cfg.batch_size, max_batch_tokens=hw.max_batch_tokens,
         padding_side="left" if cfg.reference_compat else "right", stat_dtype=hw.stat_dtype,
         share_prefix=hw.share_prefix, info=info, causal_right_padding=hw.causal_right_padding,
-        checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, _per_rank("tellme"), hw.checkpoint_every))
+        checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, per_rank_name("tellme"), hw.checkpoint_every))
     labels = torch.tensor([c.label for c in chats], dtype=torch.long)
     metrics = tellme_from_rows(rows, labels, gram, cfg.eps, reference_order=cfg.reference_compat)
     warnings = []

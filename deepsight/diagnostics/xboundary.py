@@ -28,7 +28,7 @@ import torch
 from deepsight.capture import Capture, CaptureSpec, iter_batches
 from deepsight.capture.checkpoint import ScanCheckpoint
 from deepsight.capture.reduce import masked_mean
-from deepsight.capture.sharding import all_reduce_store, rank_and_world, shard_by_length
+from deepsight.capture.sharding import all_reduce_store, per_rank_name, rank_and_world, shard_by_length
 from deepsight.config.plain import config_dict
 from deepsight.data.labeled_chats import LabeledChat
 from deepsight.data.xboundary import CLASS_NAMES, load_xboundary
@@ -147,9 +147,6 @@ def collect_pooled_moments(
     return moments, rows
 
 
-def _per_rank(name: str) -> str:
-    rank, world = rank_and_world()
-    return name if world == 1 else f"{name}.rank{rank}of{world}"
 
 
 def project_2d(rows: torch.Tensor, method: str, seed: int = 42, perplexity: float = 30.0) -> torch.Tensor:
@@ -210,7 +207,7 @@ def xboundary_from_chats(ctx: ScanContext, cfg: Any, chats: list[LabeledChat], w
         max_length=cfg.max_length, max_batch_size=cfg.batch_size,
         max_batch_tokens=hw.max_batch_tokens, keep_rows=set(proj), share_prefix=hw.share_prefix, info=info,
         causal_right_padding=hw.causal_right_padding,
-        checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, _per_rank("xboundary"), hw.checkpoint_every))
+        checkpoint=ScanCheckpoint.for_scan(ctx.run_dir, per_rank_name("xboundary"), hw.checkpoint_every))
     per_layer = {}
     for idx in layers:
         vals, w = layer_metrics(moments[idx])
