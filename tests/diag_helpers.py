@@ -1,6 +1,9 @@
-"""Tiny random-weight models and a character-level chat tokenizer for the X-Boundary / TELLME tests."""
+"""Tiny random-weight models and a character-level chat tokenizer for the X-Boundary / TELLME tests; a free
+loopback port for the gloo tests."""
 
 from __future__ import annotations
+
+import socket
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM, PreTrainedTokenizerFast
@@ -84,3 +87,10 @@ def reference_states(model, tokenizer, chats, add_special_tokens: bool, max_leng
                 h.remove()
         out.append(([h[0].double() for h in res.hidden_states], [raw[k][0].double() for k in range(len(blocks))]))
     return out
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a gloo process group's init_method)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -3,14 +3,12 @@ bit for bit) and split over 2 gloo ranks give the one-process sums (each rank it
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from _moe_models import tiny_moe_model
-from diag_helpers import char_tokenizer, random_chats
+from diag_helpers import char_tokenizer, free_port, random_chats
 
 from deepsight.capture.checkpoint import ScanCheckpoint
 from deepsight.diagnostics.experts import collect_expert_stats, split_halves
@@ -84,17 +82,12 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
 def test_experts_two_gloo_ranks_equal_one_process(tmp_path):
     out = str(tmp_path / "reduced.pt")
     # spawn, not fork: a child forked after the parent used OpenMP threads can deadlock
-    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(_worker, args=(2, free_port(), out), nprocs=2, join=True, start_method="spawn")
     reduced = torch.load(out)
     model, tok, anatomy, chats, halves = _setup()
     r, o = collect_expert_stats(model, tok, anatomy, chats, 3, anatomy.moe_layer_indices, halves=halves, **KW)

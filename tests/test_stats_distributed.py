@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from _engine_models import random_seqs, tiny_llama
+from diag_helpers import free_port
 
 from deepsight.capture import Capture, CaptureSpec, iter_batches
 from deepsight.stats import ClassCentroids, GradAbsSum, GramMatrix, JointHistogram
@@ -60,17 +59,12 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
 def test_gloo_all_reduce_equals_one_process(tmp_path):
     out = str(tmp_path / "reduced.pt")
     # spawn, not fork: a child forked after the parent used OpenMP threads (earlier tests) can deadlock
-    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(_worker, args=(2, free_port(), out), nprocs=2, join=True, start_method="spawn")
     reduced = torch.load(out)
     # one process over all the data (the histogram: steps 0..6 from rank 1, 0..2 from rank 0)
     whole = _stats(slice(0, N), steps=0)

@@ -21,9 +21,7 @@ the F1 of the "safe" class against ``safe_label`` over both stages, and accuracy
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from typing import Any
 
 from deepsight.evals.common import by_meta
@@ -35,6 +33,7 @@ from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import ItemResult, generate_and_judge, result
 from deepsight.evals.uncontrolled_aird import stage_key
 from deepsight.judges.base import JudgeInput, Verdict, unknown
+from deepsight.judges.parsing import extract_json
 
 log = logging.getLogger("deepsight")
 NAME = "uncontrolled_aird_self_judge"
@@ -114,22 +113,8 @@ Model Response: {answer}
 """
 
 
-def extract_json_object(text: str) -> dict[str, Any] | None:
-    s = "".join((text or "").splitlines()).strip()
-    if not s:
-        return None
-    for c in (s, *(m.group(0) for m in [re.search(r"\{.*\}", s)] if m)):
-        try:
-            obj = json.loads(c)
-        except ValueError:
-            continue
-        if isinstance(obj, dict):
-            return obj
-    return None
-
-
 def parse_label(text: str) -> int | None:
-    obj = extract_json_object(text) or {}
+    obj = extract_json(text) or {}
     raw = obj.get("eval_label")
     if isinstance(raw, bool) or raw is None:
         return None

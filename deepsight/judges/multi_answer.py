@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from deepsight.judges.base import JudgeInput, Verdict, unknown
+from deepsight.judges.answers import _ParserJudge
 
 _JOINERS = {"and", "or", "option", "options", "answer", "answers"}
 _SPAN = re.compile(r"<ans>(.*?)(?:<eoa>|</ans>|$)", re.IGNORECASE | re.DOTALL)
@@ -44,9 +44,8 @@ def normalize_gold(gold: Any) -> str:
     return "".join(sorted({c for c in s.upper() if c.isalpha()}))
 
 
-class MultiAnswerJudge:
+class MultiAnswerJudge(_ParserJudge):
     name = "multi_answer"
-    labels = ("correct", "incorrect")
 
     def __init__(self, letters: str = "ABC"):
         self.letters = letters
@@ -54,19 +53,8 @@ class MultiAnswerJudge:
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "letters": self.letters, "format": "<ans>...<eoa>"}
 
-    def judge(self, inputs: list[JudgeInput]) -> list[Verdict]:
-        out = []
-        for x in inputs:
-            a = parse_answer_set(x.response, self.letters)
-            if a is None:
-                out.append(unknown("unparseable", x.response[:200]))
-                continue
-            ok = a == normalize_gold(x.reference)
-            out.append(Verdict("correct" if ok else "incorrect", score=float(ok), fields={"answer": a}))
-        return out
+    def answer(self, reply: str) -> str | None:
+        return parse_answer_set(reply, self.letters)
 
-    def harmful(self, verdict: Verdict) -> bool | None:
-        return None
-
-    def close(self) -> None:
-        pass
+    def same(self, answer: Any, gold: Any) -> bool:
+        return answer == normalize_gold(gold)

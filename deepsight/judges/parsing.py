@@ -9,11 +9,14 @@ parses to ``None`` and the caller records ``unknown``.
   question...") and stray capitals inside sentences never count; two different
   explicit answers are ambiguous (``None``).
 - ``parse_yes_no``: "yes"/"no" as the reply's first word, or after "Answer:"/"Verdict:".
+- ``extract_json``: a JSON object reply (policy-score and self-judge verdicts), or ``None``.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 _MARKUP = re.compile(r"[*_`#>]+")
 
@@ -63,3 +66,21 @@ def parse_safe_unsafe(line: str) -> str | None:
     """'safe' / 'unsafe' when ``line`` opens with it; else None."""
     m = re.match(r"(unsafe|safe)\b", _clean(line).lower())
     return m.group(1) if m else None
+
+
+def extract_json(text: str) -> dict[str, Any] | None:
+    """The reply's JSON object: the whole reply without line breaks, else its outermost {...} span."""
+    s = "".join((text or "").splitlines()).strip()
+    if not s:
+        return None
+    candidates = [s]
+    if "{" in s and "}" in s:
+        candidates.append(s[s.index("{") : s.rindex("}") + 1])
+    for c in candidates:
+        try:
+            obj = json.loads(c)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None

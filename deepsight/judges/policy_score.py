@@ -13,13 +13,13 @@ which its metric counts as safe; here it stays unknown. An empty response is ``e
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from deepsight.generation.base import GenerationRequest
 from deepsight.judges.base import JudgeInput, Verdict, unknown
 from deepsight.judges.llm import LLMJudge
+from deepsight.judges.parsing import extract_json
 
 HOLDER = "OpenAI"
 DETAILED_POLICY = (
@@ -81,24 +81,6 @@ def judge_prompt(query: str, response: str, holder: str = HOLDER) -> str:
         "criteria.]\n"
         "}"
     )
-
-
-def extract_json(text: str) -> dict[str, Any] | None:
-    """The reply's JSON object: the whole reply without line breaks, else its outermost {...} span."""
-    s = "".join((text or "").splitlines()).strip()
-    if not s:
-        return None
-    candidates = [s]
-    if "{" in s and "}" in s:
-        candidates.append(s[s.index("{") : s.rindex("}") + 1])
-    for c in candidates:
-        try:
-            obj = json.loads(c)
-        except ValueError:
-            continue
-        if isinstance(obj, dict):
-            return obj
-    return None
 
 
 def score_of(raw: Any, lo: int = 1, hi: int = 5) -> int | None:
