@@ -8,8 +8,8 @@ length-bucketed batches, timed alternately (median of ``--repeats``):
            per-pair expert outputs, the eager-order recombination) and its sink (``ExpertRouting``
            selections / gate / entropy per part x class x expert, and per-class expert-output sums)
 
-Prints both medians and the ratio scan / bare, also of each side's fastest run (robust to other jobs on a
-shared machine) (target, measured not asserted: <= 1.15x on CPU).
+Prints both medians and the ratio scan / bare, also of each side's fastest run and of the process's CPU
+seconds (both robust to other jobs on a shared machine) (target, measured not asserted: <= 1.15x on CPU).
 ``--kernel`` times ``expert_routing_`` (Triton where CUDA is present, and torch) on N tokens x top-K.
 
     python benchmarks/experts_overhead.py                  # CPU defaults
@@ -69,32 +69,34 @@ def overhead(args, device: torch.device, dtype: torch.dtype) -> None:
         batches.append((b.input_ids, b.attention_mask, meta))
     stop = max(layers)
 
-    def bare() -> float:
+    def bare() -> tuple[float, float]:
         with Capture(model, [], anatomy=anatomy, stop_after=stop) as cap:
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for ids, mask, _ in batches:
                 cap.forward(ids, mask)
             sync(device)
-            return time.perf_counter() - t0
+            return time.perf_counter() - t0, time.process_time() - c0
 
-    def scan() -> float:
+    def scan() -> tuple[float, float]:
         sink, _, _ = expert_sink(anatomy, 3, args.stat_dtype)
         site = "expert_routing" if args.routing_only else "expert_output"
         with Capture(model, [CaptureSpec(site, layers, reduce="none")], sink, anatomy=anatomy,
                      stop_after=stop) as cap:
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for ids, mask, meta in batches:
                 cap.forward(ids, mask, **meta)
             sync(device)
-            return time.perf_counter() - t0
+            return time.perf_counter() - t0, time.process_time() - c0
 
     bare(), scan()  # warm-up (kernel compilation, allocator)
-    tb, ts = [], []
+    runs_b, runs_s = [], []
     for _ in range(args.repeats):
-        tb.append(bare())
-        ts.append(scan())
+        runs_b.append(bare())
+        runs_s.append(scan())
+    tb, ts = [r[0] for r in runs_b], [r[0] for r in runs_s]
+    cb, cs = [r[1] for r in runs_b], [r[1] for r in runs_s]
     mb, ms = statistics.median(tb), statistics.median(ts)
     tokens = sum(lengths)
     impl = getattr(model.config, "_experts_implementation", "?")
@@ -108,6 +110,8 @@ def overhead(args, device: torch.device, dtype: torch.dtype) -> None:
     print(f"scan site: {'expert_routing (no expert outputs)' if args.routing_only else 'expert_output'}")
     print(f"ratio scan / bare: {ms / mb:.3f}x of the medians, {min(ts) / min(tb):.3f}x of the fastest runs "
           "(target <= 1.15x on CPU)")
+    print(f"process CPU seconds: bare median {statistics.median(cb):.3f}, scan median {statistics.median(cs):.3f}: "
+          f"{statistics.median(cs) / statistics.median(cb):.3f}x ({min(cs) / min(cb):.3f}x of the least)")
 
 
 def kernel(args, device: torch.device) -> None:

@@ -229,3 +229,50 @@ def test_mask_restores_an_instance_level_forward():
         model(input_ids=torch.randint(4, 100, (1, 7)))
     assert router.forward is wrapped
     assert "forward" not in anatomy.layers[1].router.__dict__
+
+
+@pytest.mark.parametrize("impl", ["eager", "grouped_mm", "batched_mm"])
+@pytest.mark.parametrize("family", ["qwen3_moe", "deepseek_v3", "gpt_oss"])
+def test_expert_output_capture_is_bit_identical_under_each_experts_implementation(family, impl):
+    """float32, the implementation transformers dispatches to (grouped_mm is the CPU default): the model's
+    output with the expert_output site equals the plain forward bit for bit, the second batch (reused pair
+    buffers) too, and the per-pair outputs handed to the sink are the experts' own outputs."""
+    model = tiny_moe_model(family, layers=3, seed=4, dtype=torch.float32)
+    model.config._experts_implementation = impl
+    anatomy = inspect_model(model)
+    gen = torch.Generator().manual_seed(6)
+    batches = []
+    for t in (13, 7, 11):  # different pair counts: the workspace is resized and reused
+        ids = torch.randint(4, 100, (3, t), generator=gen)
+        mask = torch.ones_like(ids)
+        mask[2, t - 3 :] = 0
+        with torch.no_grad():
+            batches.append((ids, mask, model(input_ids=ids, attention_mask=mask).logits))
+    seen = {}
+    spec = CaptureSpec("expert_output", anatomy.moe_layer_indices, reduce="none")
+    with Capture(model, [spec], lambda ev: seen.__setitem__(ev.layer, ev), early_exit=False) as cap:
+        for ids, mask, plain in batches:
+            out = cap.forward(ids, mask)
+            assert torch.equal(out.logits, plain), f"{impl}: the expert_output site changed the output"
+    layer = anatomy.moe_layer_indices[-1]
+    ev = seen[layer]
+    block = anatomy.layers[layer]
+    # each chosen expert's output recomputed alone from the experts' weights (float64)
+    hooks = {}
+    h = block.experts.register_forward_pre_hook(
+        lambda m, a, k: hooks.__setitem__("x", (a[0] if a else k["hidden_states"]).detach().clone()),
+        with_kwargs=True)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask)
+    h.remove()
+    x = hooks["x"].reshape(-1, hooks["x"].shape[-1]).double()
+    _, _, _, ref_out = reference_routing(family, block, x)
+    ref_idx = reference_routing(family, block, x)[0]
+    got = ev.outputs.double()
+    # match each (token, route) by expert id (the capture may order a token's routes differently)
+    for n in range(x.shape[0]):
+        for j in range(ev.top_k_index.shape[1]):
+            e = int(ev.top_k_index[n, j])
+            jr = (ref_idx[n] == e).nonzero()
+            assert jr.numel() == 1, f"token {n}: expert {e} not in the reference top-k"
+            torch.testing.assert_close(got[n, j], ref_out[n, int(jr)], rtol=1e-4, atol=1e-5)

@@ -41,7 +41,7 @@ from deepsight.capture._sites import (
 )
 from deepsight.capture.event import CaptureEvent, _Call
 from deepsight.capture.last_mlp import LastTokenMLP
-from deepsight.capture.moe import MOE_SITES, moe_hooks
+from deepsight.capture.moe import MOE_SITES, PairWorkspace, moe_hooks
 from deepsight.capture.prefix import PREFIX_MAX_ROW_RATIO, PREFIX_SITES, SharedPrefix, common_prefix_length
 from deepsight.capture.right_padding import causal_right_padding_applies, drop_mask
 from deepsight.capture.spec import CaptureSpec
@@ -141,9 +141,10 @@ class Capture:
         assert not self._handles, "Capture entered twice"
         try:
             self._handles.append(self.model.register_forward_pre_hook(self._on_call, with_kwargs=True))
+            pairs = PairWorkspace()  # held by the MoE hooks only: freed when they are removed
             for spec, layer in self._captures():
                 if spec.site in MOE_SITES:  # router + experts hooks, see capture/moe.py
-                    self._handles += moe_hooks(self, spec, layer)
+                    self._handles += moe_hooks(self, spec, layer, pairs)
                     continue
                 module, kind = hook_target(self.anatomy, spec.site, layer)
                 if kind == "forward":

@@ -79,9 +79,9 @@ def bad_rows(tensors: Sequence[torch.Tensor | None], batch: int, length: int,
     None when every row is finite (one host sync)."""
     bad: torch.Tensor | None = None
     for t in tensors:
-        if t is None or not t.is_floating_point():
+        if t is None or not t.is_floating_point() or t.numel() == 0:
             continue
-        per_token = ~torch.isfinite(t).reshape(batch, length, -1).all(-1)  # (B, T)
+        per_token = _nonfinite_tokens(t.reshape(batch, length, -1))  # (B, T)
         if mask is not None:
             per_token &= mask.to(per_token.device).bool()
         rows = per_token.any(1)
@@ -89,6 +89,20 @@ def bad_rows(tensors: Sequence[torch.Tensor | None], batch: int, length: int,
     if bad is None or not bool(bad.any()):
         return None
     return bad
+
+
+def _nonfinite_tokens(t: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: tokens of a (B, T, F) tensor with a NaN or +-inf among their F values.
+
+    One read of ``t``: a token's sum over F is non-finite whenever one of its values is (IEEE addition
+    never turns a NaN or an infinity into a finite number). A finite token whose sum overflows is
+    flagged too, so the flagged tokens -- rare -- are checked value by value: the result is exact."""
+    flagged = ~torch.isfinite(t.sum(-1))
+    if not bool(flagged.any()):
+        return flagged
+    where = flagged.nonzero(as_tuple=True)
+    flagged[where] = ~torch.isfinite(t[where]).all(-1)
+    return flagged
 
 
 def drop_rows(call: _Call, keep: torch.Tensor) -> _Call:

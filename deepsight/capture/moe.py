@@ -9,11 +9,15 @@ Sites (``CaptureSpec(site, layers, reduce="none")`` on MoE blocks with fused tra
 
 How ``expert_output`` gets per-expert outputs at no extra expert compute: a pre-hook on the fused
 experts module hands it the N x K (token, expert) pairs as N*K rows routed to one expert each
-with weight 1, so the model's own expert code (any family, any experts implementation) computes
-every pair's output once; a forward hook then passes them to the sink and returns the weighted
-sum the model would have formed, accumulated per token in ascending expert order like the eager
-loop (bit-identical to it; other experts implementations equal up to rounding). For that order the
-event's top-k ids (and weights, outputs) of ``expert_output`` come sorted by expert id per token.
+with weight 1 (ordered so that each expert's rows reach its matrix products in the order the model's
+own code would have taken them), so the model's own expert code (any family, any experts
+implementation) computes every pair's output once; a forward hook then passes them to the sink and
+returns the weighted
+sum the model would have formed, in the model's own order: for transformers' ``grouped_mm`` and
+``batched_mm`` the K weighted outputs of a token summed in one reduction in top-k order, for the eager
+loop accumulated in ascending expert order (bit-identical to both; other implementations equal up to
+rounding). Under the eager loop the event's top-k ids (and weights, outputs) of ``expert_output``
+therefore come sorted by expert id per token.
 
 The sink receives an :class:`ExpertEvent` with (N, K) ``top_k_index`` / ``top_k_weights``, (N, E)
 ``router_logits`` (None if the router's output has no such tensor), (N, K, D) ``outputs``
@@ -111,6 +115,27 @@ def _with_routing(args: tuple, kwargs: dict, hidden: torch.Tensor, idx: torch.Te
     return tuple(args), kwargs
 
 
+# transformers experts implementations that weight every (token, expert) pair's output and then sum each
+# token's K products at once in the router's top-k order (``weighted.view(N, K, D).sum(1)``)
+_SUM_IN_TOP_K_ORDER = ("grouped_mm", "batched_mm")
+
+
+def experts_implementation(experts: nn.Module) -> str:
+    """The transformers experts implementation a fused experts module dispatches to ("eager" = its own loop)."""
+    impl = getattr(getattr(experts, "config", None), "_experts_implementation", None)
+    return impl if isinstance(impl, str) else "eager"
+
+
+def combine_like_sum(outputs: torch.Tensor, w: torch.Tensor, dtype: torch.dtype,
+                     products: torch.Tensor | None = None) -> torch.Tensor:
+    """grouped_mm / batched_mm's combination: the K weighted outputs of each token (top-k order) summed in one
+    reduction -- the same products and the same reduction over the same shape as the model's own code.
+    outputs (N, K, D), w (N, K) -> (N, D); ``products``: an (N, K, D) buffer for the weighted outputs."""
+    if products is None:
+        return (outputs * w[..., None]).sum(dim=1).to(dtype)
+    return torch.mul(outputs, w[..., None], out=products).sum(dim=1).to(dtype)
+
+
 def combine_like_eager(outputs: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """sum_j w[n, j] * outputs[n, j] per token, added left to right into zeros of ``dtype``: with each token's
     routes sorted by ascending expert id this is the eager experts loop's order and roundings.
@@ -121,11 +146,37 @@ def combine_like_eager(outputs: torch.Tensor, w: torch.Tensor, dtype: torch.dtyp
     return acc
 
 
+class PairWorkspace:
+    """Reused (token, expert)-pair buffers shared by the MoE hooks of one ``Capture`` (freed with it).
+
+    A pair tensor is N x K x D -- 64 MB at 4,096 tokens, top-8, D = 512 -- and an allocation that large is a
+    fresh mapping each time (glibc maps blocks over 32 MB, CUDA's caching allocator aside), paying a page
+    fault per 4 kB on first touch; the pair copy of the hidden states and the weighted products therefore
+    write into buffers kept across layers and batches. Used only without autograd (nothing else may hold
+    them between two MoE blocks)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
+
+    def get(self, role: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised contiguous tensor of ``shape`` with ``like``'s dtype and device."""
+        numel = 1
+        for n in shape:
+            numel *= n
+        key = (role, like.device, like.dtype)
+        buf = self._buffers.get(key)
+        if buf is None or buf.numel() < numel:
+            self._buffers[key] = buf = torch.empty(numel, dtype=like.dtype, device=like.device)
+        return buf[:numel].view(shape)
+
+
 class _LayerHooks:
-    def __init__(self, cap: Any, spec: Any, layer: int, num_experts: int):
+    def __init__(self, cap: Any, spec: Any, layer: int, num_experts: int, workspace: PairWorkspace | None = None):
         self.cap, self.spec, self.layer, self.num_experts = cap, spec, layer, num_experts
+        self.workspace = workspace or PairWorkspace()
         self.logits: torch.Tensor | None = None
         self.pending: tuple | None = None
+        self.sum_in_top_k_order = False  # set per call from the experts module's implementation
 
     def active(self) -> bool:
         return self.cap._call is not None and self.cap._recording is None
@@ -143,14 +194,24 @@ class _LayerHooks:
         if self.spec.site != "expert_output":
             self.pending = (hidden, idx2, w2)
             return None
-        # each token's routes in ascending expert id (the eager loop's accumulation order); the statistics
-        # do not depend on the order of a token's routes
-        idx2, order = idx2.sort(dim=1, stable=True)
-        w2 = w2.gather(1, order)
+        # The pairs are laid out so that the model's own code sees each expert's rows in the order it would
+        # have: grouped_mm / batched_mm sort the flattened (token, route) ids, so token-major pairs are the
+        # same sequence; the eager loop takes an expert's rows by (top-k position, token), so there the pairs
+        # are route-major. The combination below then repeats the model's own (see on_experts).
+        self.sum_in_top_k_order = experts_implementation(module) in _SUM_IN_TOP_K_ORDER
         self.pending = (hidden, idx2, w2)
         n, k = idx2.shape
-        pairs = hidden2[:, None, :].expand(n, k, hidden2.shape[1]).reshape(n * k, -1)  # (N*K, D)
-        return _with_routing(args, kwargs, pairs, idx2.reshape(n * k, 1).to(idx.dtype),
+        d = hidden2.shape[1]
+        if self.sum_in_top_k_order:
+            wide, ids = hidden2[:, None, :].expand(n, k, d), idx2.reshape(n * k, 1)  # pair n * K + j
+        else:
+            wide, ids = hidden2[None, :, :].expand(k, n, d), idx2.t().reshape(n * k, 1)  # pair j * N + n
+        if torch.is_grad_enabled():
+            pairs = wide.reshape(n * k, d)
+        else:
+            pairs = self.workspace.get("pairs", (n * k, d), hidden2)
+            pairs.view(wide.shape).copy_(wide)
+        return _with_routing(args, kwargs, pairs, ids.to(idx.dtype),
                              torch.ones(n * k, 1, dtype=w.dtype, device=w.device))
 
     def on_experts(self, module: nn.Module, args: tuple, output: Any) -> Any:
@@ -163,8 +224,21 @@ class _LayerHooks:
         if self.spec.site == "expert_output":
             out = output[0] if isinstance(output, (tuple, list)) else output
             n, k = idx.shape
-            outputs = out.reshape(n, k, -1)  # (N, K, D) unweighted output of each chosen expert
-            combined = combine_like_eager(outputs, w, out.dtype).reshape(hidden.shape)
+            if not self.sum_in_top_k_order:
+                # the eager loop adds a token's routes expert by expert: put them in ascending expert id
+                # (the statistics do not depend on the order of a token's routes)
+                idx, order = idx.sort(dim=1, stable=True)
+                w = w.gather(1, order)
+                by_route = out.reshape(k, n, -1).transpose(0, 1)  # (N, K, D) in top-k order
+                outputs = by_route.gather(1, order[..., None].expand(n, k, by_route.shape[-1]))
+                combined = combine_like_eager(outputs, w, out.dtype)
+            else:
+                outputs = out.reshape(n, k, -1)  # (N, K, D) unweighted output of each chosen expert
+                products = None
+                if not torch.is_grad_enabled() and torch.result_type(outputs, w) == outputs.dtype:
+                    products = self.workspace.get("products", tuple(outputs.shape), outputs)
+                combined = combine_like_sum(outputs, w, out.dtype, products)
+            combined = combined.reshape(hidden.shape)
             result = (combined, *output[1:]) if isinstance(output, tuple) else combined
         if logits is not None and logits.shape[0] != idx.shape[0]:
             logits = None
@@ -196,16 +270,17 @@ class _LayerHooks:
         self.cap._delivered.add(key)
 
 
-def moe_hooks(cap: Any, spec: Any, layer: int) -> list[Any]:
+def moe_hooks(cap: Any, spec: Any, layer: int, workspace: PairWorkspace | None = None) -> list[Any]:
     """Register the router and experts hooks of an ``expert_routing`` / ``expert_output`` capture at block
-    ``layer`` of ``cap``'s model; returns the handles."""
+    ``layer`` of ``cap``'s model (``workspace``: pair buffers shared by the capture's MoE blocks); returns
+    the handles."""
     block = cap.anatomy.layers[layer]
     if block.experts is None or block.router is None:
         raise ConfigError(f"capture site {spec.site!r}: block {layer} is not an MoE block")
     if not block.fused_experts:
         raise ConfigError(f"capture site {spec.site!r}: block {layer} keeps its experts as separate modules; "
                           "only fused expert modules (transformers 5 MoE) are supported")
-    hooks = _LayerHooks(cap, spec, layer, block.num_experts)
+    hooks = _LayerHooks(cap, spec, layer, block.num_experts, workspace)
     return [
         block.router.register_forward_hook(hooks.on_router),
         block.experts.register_forward_pre_hook(hooks.on_experts_pre, with_kwargs=True),
