@@ -125,14 +125,25 @@ def _check(x, y, counts) -> tuple[int, torch.Tensor]:
     return counts.shape[1], y2
 
 
-def joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
-    """Triton path of :func:`deepsight.kernels.dispatch.joint_histogram_`."""
+def prepare(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> tuple | None:
+    """Checked arguments of every joint-histogram path: (bins, y as (S, D), lo_x, scale_x, lo_y, scale_y)
+    with per-row float32 bin parameters, or None when there is nothing to count (S or D is 0)."""
     bins, y2 = _check(x, y, counts)
     S, D = x.shape
     if S == 0 or D == 0:
-        return
+        return None
     lx, sx = _bin_params(lo_x, hi_x, S, bins, x.device, "x")
     ly, sy = _bin_params(lo_y, hi_y, S, bins, x.device, "y")
+    return bins, y2, lx, sx, ly, sy
+
+
+def joint_histogram_triton(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
+    """Triton path of :func:`deepsight.kernels.dispatch.joint_histogram_`."""
+    ready = prepare(x, y, counts, lo_x, hi_x, lo_y, hi_y)
+    if ready is None:
+        return
+    bins, y2, lx, sx, ly, sy = ready
+    S, D = x.shape
     interp = interpreting()
     BLOCK_D = max(16, min(next_pow2(D), 32 if interp else CUDA_LAUNCH["block_d"]))
     n_blocks = cdiv(D, BLOCK_D)
@@ -165,12 +176,11 @@ def _bins_ref(v: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, bins: int)
 
 def joint_histogram_ref(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
     """Plain-torch path and reference (``torch.bincount`` over flattened (row, a, b) cells)."""
-    bins, y2 = _check(x, y, counts)
-    S, D = x.shape
-    if S == 0 or D == 0:
+    ready = prepare(x, y, counts, lo_x, hi_x, lo_y, hi_y)
+    if ready is None:
         return
-    lx, sx = _bin_params(lo_x, hi_x, S, bins, x.device, "x")
-    ly, sy = _bin_params(lo_y, hi_y, S, bins, x.device, "y")
+    bins, y2, lx, sx, ly, sy = ready
+    S, D = x.shape
     a = _bins_ref(x, lx, sx, bins)
     b = _bins_ref(y2, ly, sy, bins)
     rows = torch.arange(S, device=x.device)[:, None] * (bins * bins)

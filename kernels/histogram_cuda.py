@@ -139,20 +139,19 @@ def _kernel(input_dtype: torch.dtype, count_dtype: torch.dtype):
 
 def joint_histogram_cuda(x, y, counts, lo_x, hi_x, lo_y, hi_y) -> None:
     """CUDA (CuPy) path of :func:`deepsight.kernels.dispatch.joint_histogram_`; same arguments."""
-    from .histogram import _bin_params, _check
+    from .histogram import prepare
 
-    bins, y2 = _check(x, y, counts)
-    S, D = x.shape
-    if S == 0 or D == 0:
+    ready = prepare(x, y, counts, lo_x, hi_x, lo_y, hi_y)
+    if ready is None:
         return
+    bins, y2, lx, sx, ly, sy = ready
+    S, D = x.shape
     if not supports(x, y2, counts):
         raise ValueError("joint_histogram_cuda: needs CUDA tensors, x and y of one dtype among "
                          f"{[str(t) for t in INPUT_TYPES]}, and bins^2 * 4 bytes <= {MAX_SHARED_BYTES}")
     cupy = _cupy()
     if cupy is None:
         raise RuntimeError("joint_histogram_cuda needs cupy (pip install 'deepsight[gpu]')")
-    lx, sx = _bin_params(lo_x, hi_x, S, bins, x.device, "x")
-    ly, sy = _bin_params(lo_y, hi_y, S, bins, x.device, "y")
     threads = CUDA_LAUNCH["threads"]
     target = CUDA_LAUNCH["blocks_per_sm"] * torch.cuda.get_device_properties(x.device).multi_processor_count
     # split rows into chunks only when there are too few rows to fill the GPU; each chunk >= 8 items per thread
