@@ -71,3 +71,31 @@ def test_presets_select_experts_with_ablation():
     assert quick.scan.get("experts") is None
     for cfg in (standard, full):
         assert cfg.scan.experts.ablate_top > 0 and cfg.scan.experts.ablate_random > 0
+
+
+def test_cli_ablation_split_over_two_ranks_equals_one_process(tmp_path, data_dir):
+    """hardware.processes=2: each rank answers its share of the ablation prompts; the gathered table (counts,
+    known verdicts, flips) equals the one-process run's, and both summaries count all 6 prompts."""
+    args = ["scan.experts.n_per_class=4", "scan.experts.ablate_top=2", "scan.experts.ablate_random=2",
+            "scan.experts.ablation_limit=3", "scan.experts.ablation_max_new_tokens=4",
+            "scan.experts.expert_outputs=false"]
+    one = _run(args, tmp_path / "one", data_dir)["scans"]["experts"]
+    two = _run([*args, "hardware.processes=2"], tmp_path / "two", data_dir)["scans"]["experts"]
+    assert one["status"] == two["status"] == "ok", (one, two)
+    a, b = one["details"]["ablation_full"], two["details"]["ablation_full"]
+    assert a["prompts"] == b["prompts"] == 6
+    for arm in ("none", "top", "random"):
+        ra, rb = a["arms"][arm], b["arms"][arm]
+        assert ra["refusal_rate"]["n"] <= 6
+        for key in ("count", "n"):
+            assert ra["refusal_rate"][key] == rb["refusal_rate"][key], (arm, key)
+        assert ra["flips_vs_none"] == rb["flips_vs_none"] and ra["masked"] == rb["masked"]
+    for row in two["details"]["ablation"].values():
+        assert row["n"] + row["unknown"] == 6
+
+    def generated(run: Path) -> int:
+        lines = (run / "generations" / "experts_ablation_none.jsonl").read_text().splitlines()
+        return sum(json.loads(line).get("kind") == "generation" for line in lines if line.strip())
+
+    # rank 0 answered only its share (the other rank's part was gathered, not generated here)
+    assert generated(tmp_path / "one" / "run") == 6 and 0 < generated(tmp_path / "two" / "run") < 6

@@ -132,7 +132,10 @@ def ablation_items(ctx: Any, sources: list[str], limit: int | None, seed: int) -
 
 
 def _arm(ctx: Any, name: str, masked: dict[int, list[int]], items: list[EvalItem], max_new_tokens: int) -> dict:
+    """One arm's refusal rates. Under torch.distributed each rank answers its share of the prompts (balanced by
+    length, ``deepsight.capture.sharding``) and the verdicts are gathered in prompt order on every rank."""
     from deepsight.capture.expert_mask import ExpertMask
+    from deepsight.capture.sharding import gather_by_index, shard_by_length
     from deepsight.evals.runner import generate_and_judge
 
     key = "none" if not masked else ";".join(f"{k}:{','.join(map(str, v))}" for k, v in sorted(masked.items()))
@@ -141,17 +144,21 @@ def _arm(ctx: Any, name: str, masked: dict[int, list[int]], items: list[EvalItem
     judges = ["refusal"] + ([judge_name] if judge_name != "refusal" else [])
     bench = _bench_cfg(ctx, "xstest", None)
     bench.max_new_tokens = max_new_tokens
+    mine = shard_by_length([len(it.prompt) + len(it.context or "") for it in items])
     try:
         with ExpertMask(ectx.model, masked, anatomy=ctx.anatomy):
-            results = generate_and_judge(ectx, bench, f"experts_ablation_{name}", items, judges)
+            results = generate_and_judge(ectx, bench, f"experts_ablation_{name}", [items[i] for i in mine], judges)
     finally:
         ectx.generator.close()
         ectx.judge_factory.close()
-    refused = [None if r.harmful["refusal"] is None else not r.harmful["refusal"] for r in results]
+    local = [(None if r.harmful["refusal"] is None else not r.harmful["refusal"], r.harmful.get(judge_name))
+             for r in results]
+    verdicts = gather_by_index(local, mine, len(items))
+    refused = [v[0] for v in verdicts]
     out: dict[str, Any] = {"refusal_rate": flag_rate(refused), "masked": {str(k): v for k, v in sorted(masked.items())},
                            "_refused": refused}
     if judge_name != "refusal":
-        out[f"{judge_name}_harmful_rate"] = flag_rate([r.harmful[judge_name] for r in results])
+        out[f"{judge_name}_harmful_rate"] = flag_rate([v[1] for v in verdicts])
     return out
 
 
