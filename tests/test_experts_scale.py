@@ -1,7 +1,10 @@
 """The MoE experts scan at scale: its statistics survive a kill through ScanCheckpoint (resumed = uninterrupted,
-bit for bit) and split over 2 gloo ranks give the one-process sums (each rank its share of the chats)."""
+bit for bit) and split over 2 gloo ranks give the one-process sums (each rank its share of the chats); work
+run once on rank 0 (``on_rank_zero``) reaches both ranks, and so does its failure."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -11,6 +14,7 @@ from _moe_models import tiny_moe_model
 from diag_helpers import char_tokenizer, free_port, random_chats
 
 from deepsight.capture.checkpoint import ScanCheckpoint
+from deepsight.capture.sharding import RankZeroError, on_rank_zero
 from deepsight.diagnostics.experts import collect_expert_stats, split_halves
 from deepsight.models.anatomy import inspect_model
 
@@ -78,6 +82,18 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         r, o = collect_expert_stats(model, tok, anatomy, chats, 3, anatomy.moe_layer_indices, halves=halves, **KW)
         if rank == 0:
             torch.save({"routing": _states(r), "outputs": _states(o)}, out)
+        # on_rank_zero (eval-verdict classes): run once on rank 0, its result or its failure on every rank
+        calls: list[int] = []
+        got = on_rank_zero(lambda: (calls.append(rank), {"chats": [7, "x"]})[1])
+        try:
+            on_rank_zero(lambda: 1 / 0)
+            failed = "no error"
+        except ZeroDivisionError:
+            failed = "ZeroDivisionError"
+        except RankZeroError as e:
+            failed = f"RankZeroError: {e}"
+        with open(f"{out}.rank{rank}.json", "w") as f:
+            json.dump({"got": got, "calls": calls, "failed": failed}, f)
     finally:
         dist.destroy_process_group()
 
@@ -89,6 +105,10 @@ def test_experts_two_gloo_ranks_equal_one_process(tmp_path):
     # spawn, not fork: a child forked after the parent used OpenMP threads can deadlock
     mp.start_processes(_worker, args=(2, free_port(), out), nprocs=2, join=True, start_method="spawn")
     reduced = torch.load(out)
+    r0, r1 = (json.loads(open(f"{out}.rank{r}.json").read()) for r in (0, 1))
+    assert r0["got"] == r1["got"] == {"chats": [7, "x"]} and r0["calls"] == [0] and r1["calls"] == []
+    assert r0["failed"] == "ZeroDivisionError"  # rank 0 re-raises its own error, the other rank hears of it
+    assert r1["failed"].startswith("RankZeroError: rank 0 failed: ZeroDivisionError")
     model, tok, anatomy, chats, halves = _setup()
     r, o = collect_expert_stats(model, tok, anatomy, chats, 3, anatomy.moe_layer_indices, halves=halves, **KW)
     for name, whole in (("routing", _states(r)), ("outputs", _states(o))):

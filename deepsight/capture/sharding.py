@@ -12,6 +12,7 @@ function is the identity: rank 0 of 1 gets every item.
         ...
     all_reduce_store(store)                              # sums Statistics and tensors over ranks
     per_item = gather_by_index(my_results, idx, len(seqs))   # per-item results of every rank, in item order
+    classes = on_rank_zero(lambda: judged_classes())      # once, on rank 0, handed to every rank
 
 Balance: items are dealt longest first to the rank with the fewest tokens so far (ties to the lower
 rank), so ranks get nearly equal token counts; the split depends only on the lengths (every rank
@@ -22,12 +23,15 @@ become complete by the same SUM: each row is non-zero on exactly one rank.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from deepsight.stats._base import Statistic, all_reduce_sum_
+
+T = TypeVar("T")
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -88,3 +92,30 @@ def all_reduce_store(store: dict, group=None) -> dict:
         else:
             raise TypeError(f"all_reduce_store: {key!r} is a {type(value).__name__}, not a Statistic or tensor")
     return store
+
+
+class RankZeroError(RuntimeError):
+    """Raised on the other ranks when the work ``on_rank_zero`` ran on rank 0 failed (rank 0 re-raises its own)."""
+
+
+def on_rank_zero(fn: Callable[[], T], group=None) -> T:
+    """``fn()`` run on rank 0 only and its (picklable) result handed to every rank -- for work that must not be
+    repeated per rank (a benchmark whose judged outputs define a scan's classes). A failure on rank 0 reaches
+    every rank, so none waits for a result that will not come. One process: ``fn()``."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return fn()
+    box: list = [None]
+    error: BaseException | None = None
+    if rank == 0:
+        try:
+            box = [("ok", fn())]
+        except BaseException as e:  # noqa: BLE001 -- handed to the other ranks, then re-raised here
+            error, box = e, [("error", f"{type(e).__name__}: {e}")]
+    dist.broadcast_object_list(box, src=0, group=group)
+    status, payload = box[0]
+    if status == "error":
+        if error is not None:
+            raise error
+        raise RankZeroError(f"rank 0 failed: {payload}")
+    return payload

@@ -69,7 +69,15 @@ def _bench_cfg(ctx: Any, name: str, limit: int | None) -> Any:
 
 
 def eval_classes(ctx: Any, benchmark: str, limit: int | None) -> tuple[list[LabeledChat], dict[str, Any]]:
-    """Chats of ``benchmark``'s items with the model's replies, labelled refused (0) / complied (1)."""
+    """Chats of ``benchmark``'s items with the model's replies, labelled refused (0) / complied (1). Under
+    torch.distributed the benchmark runs once, on rank 0 (with the run's own ``eval`` settings, which only
+    rank 0 keeps), and every rank gets the same chats."""
+    from deepsight.capture.sharding import on_rank_zero
+
+    return on_rank_zero(lambda: _eval_classes(ctx, benchmark, limit))
+
+
+def _eval_classes(ctx: Any, benchmark: str, limit: int | None) -> tuple[list[LabeledChat], dict[str, Any]]:
     from deepsight.evals.registry import get_benchmark
     from deepsight.evals.resume import ResumeStore
     from deepsight.judges.base import Verdict
