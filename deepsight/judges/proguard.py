@@ -103,6 +103,10 @@ class ProGuardJudge(LLMJudge):
     def judge(self, inputs: list[JudgeInput]) -> list[Verdict]:
         if not self.image_only:
             return super().judge(inputs)
+        try:
+            self.backend()
+        except RuntimeError as e:
+            return [unknown(f"judge_unavailable: {e}") for _ in inputs]
         # image-only mode without an image has nothing to judge: unknown, and never sent
         have = [i for i, x in enumerate(inputs) if x.image]
         out: list[Verdict] = [unknown("no_image: image-only mode needs the item's image") for _ in inputs]
