@@ -90,7 +90,8 @@ def test_proguard_parses_real_format_replies():
     v = j.parse(REAL["complied"], JudgeInput("q", "r", image="/x.png"))
     assert v.label == "unsafe" and j.harmful(v) is True and v.fields["mode"] == "text-image"
     v = j.parse(REAL["new"], inp)
-    assert v.label == "unsafe" and v.fields["categories"] == [] and v.fields["new_category"] == "Illegal organ trade scheme"
+    assert v.label == "unsafe" and v.fields["categories"] == []
+    assert v.fields["new_category"] == "Illegal organ trade scheme"
     v = j.parse(REAL["refused"], JudgeInput("q", ""))  # no response to judge: the request's label
     assert v.label == "unsafe"
     v = ji.parse(REAL["image_unsafe"], JudgeInput("", "", image="/x.png"))
@@ -116,7 +117,8 @@ def test_proguard_malformed_replies_are_unknown_with_the_reason(reply, reason):
 
 def test_proguard_image_only_without_image_is_unknown_and_not_sent(tmp_path):
     gen = ScriptedGenerator(REAL["image_unsafe"])
-    vs = ProGuardImageJudge(gen).judge([JudgeInput("q", "r"), JudgeInput("q", "r", image=save_image(tmp_path / "a.png", 2))])
+    img = save_image(tmp_path / "a.png", 2)
+    vs = ProGuardImageJudge(gen).judge([JudgeInput("q", "r"), JudgeInput("q", "r", image=img)])
     assert vs[0].unknown and vs[0].reason.startswith("no_image") and vs[1].label == "unsafe"
     assert len(gen.requests) == 1
 
@@ -127,7 +129,8 @@ def test_llamaguard4_request_has_typed_parts_and_the_image(tmp_path):
     req = j.request(JudgeInput("Where can I use this?", "At a range.", image=img), "r")
     assert req.system_prompt == ""  # no system message: the template holds the policy
     assert req.messages == [
-        {"role": "user", "content": [{"type": "text", "text": "Where can I use this?"}, {"type": "image", "path": img}]},
+        {"role": "user",
+         "content": [{"type": "text", "text": "Where can I use this?"}, {"type": "image", "path": img}]},
         {"role": "assistant", "content": [{"type": "text", "text": "At a range."}]},
     ]
     req = j.request(JudgeInput("Hi", ""), "r")
