@@ -217,3 +217,39 @@ def test_tiny_image_text_judges_through_hf(tmp_path, tiny_vl_judge_backend):
     req = ProGuardJudge(gen).request(inputs[0], "r")
     model_inputs = gen.model_inputs(req)
     assert "pixel_values" in model_inputs  # the image went to the model with the judge prompt
+
+
+def test_proguard_judges_an_image_text_benchmark_end_to_end(tmp_path):
+    """MOSSBench items (native CSV, generated images) -> scripted target -> ProGuard in text-image mode with
+    scripted replies: each judge request carries the item's image, and the rates follow the verdicts."""
+    import csv
+
+    from test_evals_mossbench import HEADER, ROWS
+
+    from deepsight.config.schema import BenchmarkConfig
+    from deepsight.evals.registry import EvalContext, get_benchmark
+
+    data = tmp_path / "data" / "mossbench"
+    (data / "images").mkdir(parents=True)
+    with open(data / "information.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([HEADER, *ROWS[:4]])
+    for k, row in enumerate(ROWS[:4]):
+        save_image(data / row[2], seed=40 + k)
+    verdict_for = {"1": REAL["both_safe"], "101": REAL["complied"], "102": REAL["refused"], "201": "no answer block"}
+
+    def judge_reply(req):
+        parts = req.messages[-1]["content"]
+        assert req.system_prompt == TEXT_IMAGE_SYSTEM_PROMPT and parts[0]["type"] == "image"
+        pid = next(r[0] for r in ROWS if r[1] in parts[1]["text"] and parts[0]["path"].endswith(f"/{r[0]}.png"))
+        return verdict_for[pid]
+
+    judge_backend = ScriptedGenerator(judge_reply)
+    judges = {"proguard": ProGuardJudge(judge_backend)}
+    ctx = EvalContext(generator=ScriptedGenerator("Sure, here is an answer."), judge_factory=judges.__getitem__,
+                      run_dir=tmp_path / "run", data_dir=tmp_path / "data", generation=GenerationConfig(batch_size=4),
+                      model_name="t")
+    res = get_benchmark("mossbench")(ctx, BenchmarkConfig(judge="proguard", max_new_tokens=4))
+    unsafe = res["metrics"]["compliance_rate"]  # the primary judge's "harmful" share: unsafe responses here
+    assert (unsafe["count"], unsafe["n"]) == (1, 3) and unsafe["value"] == pytest.approx(1 / 3)
+    assert res["unknown"]["count"] == 1 and res["unknown"]["reasons"] == {"unparseable": 1}
+    assert len(judge_backend.requests) == 4
