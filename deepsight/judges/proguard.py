@@ -15,9 +15,10 @@ Output: ``<think>...</think><answer>\\nRequest:safe|unsafe\\nResponse:safe|unsaf
 (image-only: no Response line). Parsing is strict: the ``<answer>...</answer>`` block must exist,
 each label must be exactly ``safe`` or ``unsafe`` (case and a final period aside, as DeepSafe's
 ``ProGuardSafetyMetric`` normalises it), and the Category line must be there; anything else is
-``unknown`` with the reason. The verdict label is the response's safety (the request's when there
-is no response, the image's in image-only mode); request, response, the category text, its codes
-(C<i> / C<i>S<j>) and a free-text new category are in ``fields``.
+``unknown`` with the reason. A code outside the taxonomy (``C2S3``) keeps the labels, as DeepSafe
+counts them, and is listed in ``fields["invalid_categories"]``. The verdict label is the response's
+safety (the request's when there is no response, the image's in image-only mode); request, response,
+the category text, its codes (C<i> / C<i>S<j>) and a free-text new category are in ``fields``.
 
     judge=proguard judge.model=yushaohan/ProGuard-7B   # conf/judge/proguard.yaml (both modes)
 """
@@ -60,14 +61,12 @@ def parse_answer(reply: str, need_response: bool) -> tuple[dict | None, str | No
     if "category" not in kv:
         return None, "unparseable: no Category line"
     category = kv["category"]
-    codes = list(dict.fromkeys(c.upper() for c in _CODE.findall(category)))
-    unknown_codes = [c for c in codes if c not in TAXONOMY]
-    if unknown_codes:
-        return None, f"unparseable: category codes not in the taxonomy {unknown_codes}"
+    found = list(dict.fromkeys(c.upper() for c in _CODE.findall(category)))
+    codes = [c for c in found if c in TAXONOMY]
     none = category.strip().lower().rstrip(".") in ("none", "")
-    new = None if none or codes else category.strip()
+    new = None if none or found else category.strip()
     return {**labels, "category": category, "categories": codes, "main_categories": _main(codes),
-            "new_category": new}, None
+            "invalid_categories": [c for c in found if c not in TAXONOMY], "new_category": new}, None
 
 
 def _main(codes: list[str]) -> list[str]:
