@@ -254,3 +254,39 @@ def test_proguard_judges_an_image_text_benchmark_end_to_end(tmp_path):
     assert (unsafe["count"], unsafe["n"]) == (1, 3) and unsafe["value"] == pytest.approx(1 / 3)
     assert res["unknown"]["count"] == 1 and res["unknown"]["reasons"] == {"unparseable": 1}
     assert len(judge_backend.requests) == 4
+
+
+def test_image_judges_through_the_vllm_engine(tmp_path, monkeypatch):
+    """vLLM is not installed here: a stand-in ``vllm.LLM`` records the conversations ``LLM.chat`` receives."""
+    import sys
+    import types
+
+    chats = []
+
+    class LLM:
+        def __init__(self, **kwargs):
+            pass
+
+        def get_tokenizer(self):
+            return load_model(ModelConfig(path="default", device="cpu")).tokenizer
+
+        def chat(self, conversations, sampling, use_tqdm=False, add_generation_prompt=True):
+            chats.extend(conversations)
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text="unsafe\nS9", token_ids=[1],
+                                                                         finish_reason="stop")],
+                                          prompt_token_ids=[1, 2]) for _ in conversations]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw))
+    from deepsight.generation.vllm_engine import VLLMGenerator
+
+    img = save_image(tmp_path / "v.png", 11)
+    gen = VLLMGenerator("judge/vl")
+    assert LlamaGuard4Judge(gen).judge([JudgeInput("How to use it?", "Like so.", image=img)])[0].label == "unsafe"
+    ProGuardJudge(gen).judge([JudgeInput("What is it?", "A tool.", image=img)])
+    lg4, pg = chats
+    assert [m["role"] for m in lg4] == ["user", "assistant"]
+    assert lg4[0]["content"][0] == {"type": "text", "text": "How to use it?"}
+    assert lg4[0]["content"][1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert lg4[1]["content"] == [{"type": "text", "text": "Like so."}]
+    assert pg[0] == {"role": "system", "content": TEXT_IMAGE_SYSTEM_PROMPT}
+    assert [p["type"] for p in pg[1]["content"]] == ["image_url", "text"]
