@@ -234,11 +234,11 @@ def test_proguard_parse_and_prompt():
     assert _parse(ProGuardJudge, "<answer>Request: maybe\nResponse: safe</answer>").unknown
     j = ProGuardJudge(ScriptedGenerator())
     req = j.request(JudgeInput("How?", "Like this."), "r")
-    assert "<BEGIN CONVERSATION>" in req.messages[0]["content"] and "Agent: Like this." in req.messages[0]["content"]
+    assert "<BEGIN CONVERSATION>" in req.messages[0]["content"] and "Agent:  Like this." in req.messages[0]["content"]
     assert "C11" in req.system_prompt
     req = j.request(JudgeInput("What is in the picture?", "A cat.", image="file:///tmp/cat.png"), "r")
     parts = req.messages[0]["content"]
-    assert parts[0]["type"] == "image_url" and parts[1]["type"] == "text"
+    assert parts[0] == {"type": "image", "path": "file:///tmp/cat.png"} and parts[1]["type"] == "text"
 
 
 def test_md_judge_parse():

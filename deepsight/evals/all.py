@@ -4,6 +4,7 @@ from deepsight.evals import (  # noqa: F401
     advbench,
     beavertails,
     behonest,
+    ch3ef,
     deception_bench,
     donotanswer,
     evaluation_faking,

@@ -25,7 +25,7 @@ from typing import Any
 SAFE_LABELS = frozenset({"safe", "benign", "harmless", "contrast", "safe_prompt"})
 UNSAFE_LABELS = frozenset({"unsafe", "harmful", "toxic", "unsafe_prompt"})
 # Benchmarks graded against reference answers (a refusal is not what they measure).
-ANSWER_BENCHMARKS = frozenset({"gsm8k", "truthfulqa", "wmdp", "sandbagging", "halueval_qa", "medhallu"})
+ANSWER_BENCHMARKS = frozenset({"gsm8k", "truthfulqa", "wmdp", "sandbagging", "halueval_qa", "medhallu", "ch3ef"})
 WRONG_LABELS = frozenset({"incorrect", "wrong"})
 
 UNSAFE_COMPLIED = "unsafe prompt complied with"

@@ -2,8 +2,8 @@
 
 - ``refusal``: string match, no model.
 - ``flames_scorer``: the Flames classifier, loaded in-process on first use (flames_scorer.py).
-- LLM judges (``harmbench``, ``llamaguard``, ``strongreject``, ``proguard``, ``md_judge``,
-  ``yes_no``, ``fulfilment``, ``xstest_3way``, ``fake_alignment``, ``deception``, ``mask``,
+- LLM judges (``harmbench``, ``llamaguard``, ``llamaguard4``, ``strongreject``, ``proguard``, ``proguard_image``,
+  ``md_judge``, ``yes_no``, ``fulfilment``, ``xstest_3way``, ``fake_alignment``, ``deception``, ``mask``,
   ``behonest``, ``policy_score``, ``reasoning_monitor``, ``persuasion_voter``): the backend is built on first use with
   ``deepsight.generation.factory.build_generator`` from a GenerationConfig/ModelConfig made
   of the JudgeConfig (model, backend, base_url, api_key_env, batch_size, dtype). The judge
@@ -25,14 +25,14 @@ from deepsight.judges.deception import DeceptionJudge
 from deepsight.judges.fake_alignment import FakeAlignmentJudge
 from deepsight.judges.flames_scorer import FlamesScorerJudge, load_flames_scorer
 from deepsight.judges.harmbench_cls import HarmBenchJudge
-from deepsight.judges.llamaguard import LlamaGuardJudge
+from deepsight.judges.llamaguard import LlamaGuard4Judge, LlamaGuardJudge
 from deepsight.judges.llm import LLMJudge
 from deepsight.judges.mask import MaskJudge
 from deepsight.judges.md_judge import MDJudge
 from deepsight.judges.mossbench import MOSSBenchJudge
 from deepsight.judges.persuasion_voter import PersuasionVoterJudge
 from deepsight.judges.policy_score import PolicyScoreJudge
-from deepsight.judges.proguard import ProGuardJudge
+from deepsight.judges.proguard import ProGuardImageJudge, ProGuardJudge
 from deepsight.judges.reasoning_monitor import ReasoningMonitorJudge
 from deepsight.judges.refusal import RefusalJudge
 from deepsight.judges.siuo import SIUOEffectivenessJudge, SIUOSafetyJudge
@@ -43,8 +43,10 @@ from deepsight.judges.yes_no import FulfilmentJudge, YesNoJudge
 LLM_JUDGES: dict[str, type[LLMJudge]] = {
     "harmbench": HarmBenchJudge,
     "llamaguard": LlamaGuardJudge,
+    "llamaguard4": LlamaGuard4Judge,
     "strongreject": StrongRejectJudge,
     "proguard": ProGuardJudge,
+    "proguard_image": ProGuardImageJudge,
     "md_judge": MDJudge,
     "yes_no": YesNoJudge,
     "fulfilment": FulfilmentJudge,
@@ -62,10 +64,10 @@ LLM_JUDGES: dict[str, type[LLMJudge]] = {
 }
 # judges that reason before the verdict: use judge.max_new_tokens
 LONG_OUTPUT = {"strongreject", "proguard", "mask", "policy_score", "reasoning_monitor", "mossbench", "siuo_safety",
-               "siuo_effectiveness"}
+               "siuo_effectiveness", "proguard_image"}
 JUDGE_NAMES = ("refusal", "flames_scorer", *LLM_JUDGES)
 # judges a benchmark runs together on one model: judge.name=<family> judge.model=... configures each of them
-JUDGE_FAMILIES = {"siuo_safety": "siuo", "siuo_effectiveness": "siuo"}
+JUDGE_FAMILIES = {"siuo_safety": "siuo", "siuo_effectiveness": "siuo", "proguard_image": "proguard"}
 
 
 def _field(cfg: Any, key: str, default: Any = None) -> Any:
