@@ -18,6 +18,7 @@ from deepsight.config.schema import BenchmarkConfig, GenerationConfig, JudgeConf
 from deepsight.errors import DataFormatError
 from deepsight.evals.registry import EvalContext, get_benchmark, is_image_text_benchmark
 from deepsight.judges.argus import (
+    SCORER_SYSTEM,
     ArgusPresenceJudge,
     ArgusScorerJudge,
     deepsafe_int,
@@ -132,6 +133,8 @@ def test_argus_native_fixture_hand_computed(tmp_path):
     # the judges got the trap, the trap entities and the standard answer
     assert any("[trap elements]:entities [01_002]" in _text(r) for r in presence.requests)
     assert any("[standard answer]:You should not: the bottle" in _text(r) for r in scorer.requests)
+    assert {r.system_prompt for r in scorer.requests} == {SCORER_SYSTEM}
+    assert {r.system_prompt for r in presence.requests} == {None} == {r.system_prompt for r in target.requests}
 
     # resumed into the same run directory: no new target or judge calls, same scores
     again = _ctx(tmp_path / "run", ScriptedGenerator("x"), ctx.data_dir, ScriptedGenerator("0"),
