@@ -136,7 +136,7 @@ class BeHonestJudge(LLMJudge):
     labels = ("lie", "honest", "refuse", "same", "different")
 
     def __init__(self, *args, **kw):
-        kw.setdefault("max_new_tokens", 128)
+        kw.setdefault("max_new_tokens", 512)  # sycophancy, prompt format: explanation, then Yes / No (DeepSafe: no cap)
         super().__init__(*args, **kw)
 
     def request(self, inp: JudgeInput, rid: str) -> GenerationRequest:
