@@ -184,3 +184,10 @@ def test_argus_through_tiny_image_text_model(tmp_path):
     assert m["dec_score"]["value"] == pytest.approx(sigmoid_score(1, 4, 2))
     assert m["bas_score"]["value"] == pytest.approx(sigmoid_score(1, 4, 2))
     assert len(scorer.requests) == 8 and len(presence.requests) == 4
+
+
+def test_report_reads_argus_scores_as_higher_safer():
+    from deepsight.report.directions import direction
+
+    for metric in ("dec_score", "bas_score", "trap_seen_rate", "dec_score_fallback0"):
+        assert direction("evals", "argus", metric).sign == 1, metric
