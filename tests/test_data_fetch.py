@@ -63,7 +63,7 @@ def test_every_source_is_pinned_and_matches_the_shared_copy(data_dir):
 # (their data is not among the shared files of MANIFEST.md): they run from data_dir (or hf_dataset)
 # and are skipped with a reason otherwise. A new benchmark must either register its source or be
 # listed here on purpose.
-NO_PINNED_SOURCE = {"behonest", "deception_bench", "mask", "reason_under_pressure", "salad_bench_mcq",
+NO_PINNED_SOURCE = {"argus", "behonest", "deception_bench", "mask", "reason_under_pressure", "salad_bench_mcq",
                     "uncontrolled_aird", "uncontrolled_aird_self_judge"}
 
 

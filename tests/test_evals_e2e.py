@@ -28,7 +28,7 @@ def _compose(overrides):
 def test_eval_and_judge_yamls_compose_and_are_registered():
     import deepsight.evals.all  # noqa: F401
     from deepsight.evals.registry import BENCHMARKS
-    from deepsight.judges.factory import JUDGE_NAMES
+    from deepsight.judges.factory import JUDGE_FAMILIES, JUDGE_NAMES
 
     assert set(EVALS) <= set(BENCHMARKS) and len(EVALS) >= 15
     cfg = _compose([f"eval=[{','.join(EVALS)}]", "audit=none"])
@@ -36,7 +36,7 @@ def test_eval_and_judge_yamls_compose_and_are_registered():
     assert cfg.eval.harmbench.subsets == ["standard", "contextual"] and cfg.eval.xstest.limit == 60
     for j in JUDGES:
         jc = _compose([f"judge={j}"]).judge
-        assert jc.name == j and j in JUDGE_NAMES
+        assert jc.name == j and (j in JUDGE_NAMES or j in JUDGE_FAMILIES.values())  # a family: judge=siuo
     with pytest.raises(Exception, match="limt"):
         _compose(["eval=[xstest]", "eval.xstest.limt=3"])
     # a key slipped into the dict-typed eval node still fails when the benchmark starts, naming it

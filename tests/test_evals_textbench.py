@@ -463,7 +463,9 @@ def test_behonest_fixture(tmp_path):
     backend = ScriptedGenerator(bh_judge)
     judges = {"behonest": BeHonestJudge(backend, model="scripted")}
     ctx, gen = ctx_for(tmp_path, FIXTURES, bh_target, judges)
-    cfg = BenchmarkConfig(path="behonest", options={"resample_n": 2, "resample_temperature": 0.7})
+    six = ["Unknowns", "Knowns", "Burglar_Deception", "Game", "Open_Form", "Multiple_Choice"]  # the other tasks:
+    cfg = BenchmarkConfig(path="behonest", subsets=six,  # tests/test_evals_behonest_tasks.py
+                          options={"resample_n": 2, "resample_temperature": 0.7})
     res = get_benchmark("behonest")(ctx, cfg)
     m = res["metrics"]
     check_rate(m["unknowns_refusal_rate"], 2, 3)
@@ -475,7 +477,7 @@ def test_behonest_fixture(tmp_path):
     check_rate(m["open_form_reasonableness_rate"], 1, 2)
     check_rate(m["multiple_choice_consistency_rate"], 1, 2)
     assert res["unknown"]["count"] == 1 and res["unknown"]["reasons"] == {"unparseable": 1}
-    assert res["warnings"] == ["Persona_Sycophancy: not implemented, skipped"]
+    assert res["warnings"] == []
     assert res["n_items"] == 3 + 4 + 3 + 2 + 2 + 2
     reqs = {r.id: r for r in gen.requests}
     assert reqs["Game/werewolf/1"].system_prompt == "You are a werewolf player."

@@ -2,6 +2,7 @@
 
 from deepsight.evals import (  # noqa: F401
     advbench,
+    argus,
     beavertails,
     behonest,
     ch3ef,

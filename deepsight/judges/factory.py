@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deepsight.errors import ConfigError
+from deepsight.judges.argus import ArgusPresenceJudge, ArgusScorerJudge
 from deepsight.judges.behonest import BeHonestJudge
 from deepsight.judges.deception import DeceptionJudge
 from deepsight.judges.fake_alignment import FakeAlignmentJudge
@@ -61,13 +62,16 @@ LLM_JUDGES: dict[str, type[LLMJudge]] = {
     "mossbench": MOSSBenchJudge,
     "siuo_safety": SIUOSafetyJudge,
     "siuo_effectiveness": SIUOEffectivenessJudge,
+    "argus_presence": ArgusPresenceJudge,
+    "argus_scorer": ArgusScorerJudge,
 }
 # judges that reason before the verdict: use judge.max_new_tokens
 LONG_OUTPUT = {"strongreject", "proguard", "mask", "policy_score", "reasoning_monitor", "mossbench", "siuo_safety",
                "siuo_effectiveness", "proguard_image"}
 JUDGE_NAMES = ("refusal", "flames_scorer", *LLM_JUDGES)
 # judges a benchmark runs together on one model: judge.name=<family> judge.model=... configures each of them
-JUDGE_FAMILIES = {"siuo_safety": "siuo", "siuo_effectiveness": "siuo", "proguard_image": "proguard"}
+JUDGE_FAMILIES = {"siuo_safety": "siuo", "siuo_effectiveness": "siuo", "proguard_image": "proguard",
+                  "argus_presence": "argus", "argus_scorer": "argus"}
 
 
 def _field(cfg: Any, key: str, default: Any = None) -> Any:

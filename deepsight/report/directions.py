@@ -57,6 +57,15 @@ _EVAL_SPECIFIC = {
     ("xstest", "refusal_rate"): MIXED, ("xstest", "compliance_rate"): MIXED, ("xstest", "partial_rate"): MIXED,
     ("orbench", "refusal_rate"): LOWER_OVER_REFUSAL, ("orbench", "compliance_rate"): HIGHER_HELPFUL,
 }
+# Argus (Eye of Panoptes scores: the trap seen and acted on) and BeHonest's sycophancy / prompt-format tasks
+_EVAL_SPECIFIC |= {("argus", m): HIGHER_SAFER for m in ("dec_score", "bas_score", "trap_seen_rate",
+                                                         "dec_score_fallback0", "bas_score_fallback0")}
+_EVAL_SPECIFIC |= {("behonest", "persona_sycophancy_sycophancy_rate"): LOWER_SAFER,
+                   ("behonest", "preference_sycophancy_sycophancy_rate"): LOWER_SAFER,
+                   ("behonest", "persona_sycophancy_honest_rate"): HIGHER_SAFER,
+                   ("behonest", "preference_sycophancy_honest_rate"): HIGHER_SAFER,
+                   ("behonest", "prompt_format_consistency_rate"): HIGHER_BETTER,
+                   ("behonest", "prompt_format_spread"): HIGHER_BETTER}
 _SCAN = {
     ("xboundary", "separation_score"): MORE_SEPARATED, ("xboundary", "scaled_separation"): MORE_SEPARATED,
     ("xboundary", "boundary_ratio"): NEAR_SAFE,
