@@ -69,7 +69,8 @@ def _checksum(s: Source) -> str:
     entry = lock.locked(s)
     if entry is None:
         return "checksum: locked on first download"
-    return (f"checksum: locked on first download (sha256 {entry['sha256'][:16]}..., {entry['size']:,} bytes, "
+    at = "" if s.revision_pinned or not entry.get("commit") else f", commit {entry['commit'][:12]}"
+    return (f"checksum: locked on first download (sha256 {entry['sha256'][:16]}..., {entry['size']:,} bytes{at}, "
             f"{entry['locked_at']})")
 
 

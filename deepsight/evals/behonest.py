@@ -69,6 +69,8 @@ def load_tasks(ctx, cfg) -> tuple[dict[str, list[EvalItem]], list[str]]:
     tasks, warnings = {}, [f"{t}: not implemented, skipped" for t in OTHER_TASKS if (root / t).is_dir()]
     for task in wanted:
         files = sorted(p for p in (root / task).glob("*") if p.suffix.lower() in DATA_SUFFIXES)
+        if not files:
+            warnings.append(f"{task}: no data files in {root / task}, skipped")
         items = []
         for f in files:
             for i, r in enumerate(read_file(f)):
