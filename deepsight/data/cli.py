@@ -51,7 +51,8 @@ def _select(keys: list[str], everything: bool) -> list[Source]:
 
 def cmd_list(args) -> int:
     data_dir = _data_dir(args.data_dir)
-    print(f"cache: {data_cache_dir()}" + (f"   data_dir: {data_dir}" if data_dir else "")
+    print(f"cache: {data_cache_dir()}   checksum lock: {lock.lock_path()}"
+          + (f"   data_dir: {data_dir}" if data_dir else "")
           + ("   (downloads off: HF_HUB_OFFLINE/DEEPSIGHT_OFFLINE)" if offline() else ""))
     for s in _select(args.keys, not args.keys):
         flags = ("GATED " if s.gated else "") + ("NON-COMMERCIAL " if noncommercial(s) else "")
