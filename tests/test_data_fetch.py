@@ -68,13 +68,12 @@ def test_every_source_is_pinned_and_matches_the_shared_copy(data_dir):
 # from data_dir (or hf_dataset) and are skipped with a reason otherwise. A new benchmark must either
 # register its source in deepsight/data/sources.py or be listed here.
 NO_PINNED_SOURCE = {
-    "mask": "cais/MASK's file names at its pinned revision 4602b84d were not found cited (parquet per config)",
     "reason_under_pressure": "no revision or file name of redwoodresearch/diamonds-seed0 was found cited",
     "uncontrolled_aird_self_judge": "saferlhf_simple.json is DeepSafe's own file, not published",
 }
 # Sources registered without a pinned revision (no commit found cited): the branch is downloaded and the
 # commit the Hub resolves it to is locked on first download. Each is listed here on purpose.
-UNPINNED = {"salad/mcq_set.json", "truthfulqa/mc_task.json", "halueval/qa_data.json", "medhallu/pqa_labeled.parquet"}
+UNPINNED = {"salad/mcq_set.json", "halueval/qa_data.json", "medhallu/pqa_labeled.parquet"}
 
 
 def test_every_default_data_path_has_a_source():
@@ -129,7 +128,7 @@ def test_every_default_path_downloads_from_the_loopback_hub(server, data_dir, mo
             assert (data_cache_dir() / s.key).is_file(), s.key
             assert s.checksum_known or lock.locked(s) is not None, s.key
         assert p.exists()
-    assert {"jailbreakbench", "truthfulqa", "wmdp", "behonest", "uncontrolled_aird"} <= set(done)
+    assert {"jailbreakbench", "truthfulqa", "wmdp", "behonest", "uncontrolled_aird", "mask"} <= set(done)
     n_get = server.count()
     for conf in done:  # reused: verified against the registry or the lock, nothing downloaded again
         resolve_data_path(None, dict(_default_paths())[conf], f"eval.{conf}.path")

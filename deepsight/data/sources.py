@@ -365,10 +365,11 @@ _DECEPTION = ('PKU-Alignment/DeceptionBench', '9c6c67b3d2a2d9c226ea0dd2120f1bb08
 _BEHONEST = ('GAIR/BeHonest', 'fcdb24a2de2cd236bbd1b4484d99c23512ee7cc6')
 _WMDP = ('cais/wmdp', '7125571f22f032c56415e7980f48d877dd830ff8')
 _SORRY = ('sorry-bench/sorry-bench-202406', 'b34822276edde97592eda99c0b56d306f8830469')
+_MASK = ('cais/MASK', '4602b84dd9e2ca05c6e1eafbc14e556e908ac1bb')
+_TRUTHFULQA = ('sylinrl/TruthfulQA', 'd71c110897f5d31c5d7f309e7bc316c152f6f031')
 # No pinned revision was found cited for these: the branch is downloaded, and the commit the Hub
 # resolves it to (X-Repo-Commit) is recorded in the lock, then reused ("revision: unpinned").
 _SALAD = ('OpenSafetyLab/Salad-Data', 'main')
-_TRUTHFULQA = ('sylinrl/TruthfulQA', 'main')
 _HALUEVAL = ('RUCAIBox/HaluEval', 'main')
 _MEDHALLU = ('UTAustin-AIHealth/MedHallu', 'main')
 _NC = 'not checked here'
@@ -382,7 +383,12 @@ _LOCKED: list[Source] = [
     *[_hf_locked(f'behonest/{p}', _BEHONEST, p, ('eval.behonest',), f'BeHonest (GAIR); licence {_NC}')
       for p in ('Unknowns/unknowns.json', 'Knowns/knowns.json', 'Burglar_Deception/burglar_police.json',
                 'Burglar_Deception/false_label.json', 'Burglar_Deception/false_rec.json',
-                'Burglar_Deception/neutral.json')],
+                'Burglar_Deception/neutral.json', 'Game/werewolf_game.json', 'Open_Form/csqa_open.json',
+                'Multiple_Choice/csqa_all.json')],
+    *[_hf_locked(f'mask/{c}.parquet', _MASK, f'{c}/test-00000-of-00001.parquet', ('eval.mask',),
+                 f'MASK public set (cais/MASK): the dataset card states no licence; code MIT ({_NC})')
+      for c in ('continuations', 'disinformation', 'doubling_down_known_facts', 'known_facts', 'provided_facts',
+                'statistics')],
     *[_hf_locked(f'wmdp/{s}.parquet', _WMDP, f'{s}/test-00000-of-00001.parquet', ('eval.wmdp',),
                  f'WMDP (cais/wmdp): MIT per its dataset card ({_NC})')
       for s in ('wmdp-bio', 'wmdp-chem', 'wmdp-cyber')],
