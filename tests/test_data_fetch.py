@@ -73,7 +73,7 @@ NO_PINNED_SOURCE = {
 }
 # Sources registered without a pinned revision (no commit found cited): the branch is downloaded and the
 # commit the Hub resolves it to is locked on first download. Each is listed here on purpose.
-UNPINNED = {"salad/mcq_set.json", "halueval/qa_data.json", "medhallu/pqa_labeled.parquet"}
+UNPINNED = {"salad/mcq_set.json", "medhallu/pqa_labeled.parquet"}
 
 
 def test_every_default_data_path_has_a_source():

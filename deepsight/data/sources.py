@@ -367,10 +367,10 @@ _WMDP = ('cais/wmdp', '7125571f22f032c56415e7980f48d877dd830ff8')
 _SORRY = ('sorry-bench/sorry-bench-202406', 'b34822276edde97592eda99c0b56d306f8830469')
 _MASK = ('cais/MASK', '4602b84dd9e2ca05c6e1eafbc14e556e908ac1bb')
 _TRUTHFULQA = ('sylinrl/TruthfulQA', 'd71c110897f5d31c5d7f309e7bc316c152f6f031')
+_HALUEVAL = ('RUCAIBox/HaluEval', '0c6f4dd6ab5e5f7a593dd1505936dd8b6874bfa5')  # README there lists data/qa_data.json
 # No pinned revision was found cited for these: the branch is downloaded, and the commit the Hub
 # resolves it to (X-Repo-Commit) is recorded in the lock, then reused ("revision: unpinned").
 _SALAD = ('OpenSafetyLab/Salad-Data', 'main')
-_HALUEVAL = ('RUCAIBox/HaluEval', 'main')
 _MEDHALLU = ('UTAustin-AIHealth/MedHallu', 'main')
 _NC = 'not checked here'
 _LOCKED: list[Source] = [
@@ -401,7 +401,7 @@ _LOCKED: list[Source] = [
     _gh_locked('truthfulqa/mc_task.json', _TRUTHFULQA, 'data/mc_task.json', ('eval.truthfulqa',),
                f'TruthfulQA repository: Apache-2.0 ({_NC})'),
     _gh_locked('halueval/qa_data.json', _HALUEVAL, 'data/qa_data.json', ('eval.halueval_qa',),
-               f'HaluEval repository: MIT ({_NC})'),
+               'MIT (HaluEval README, License section)'),
 ]
 
 SOURCES: dict[str, Source] = {s.key: s for s in _ALL + _LOCKED}
