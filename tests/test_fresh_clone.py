@@ -3,7 +3,8 @@
 The committed tree is cloned into a temporary folder and ``python -m deepsight`` runs there (so the
 clone's code is what runs) with ``DEEPSIGHT_DATA_DIR`` unset, an empty ``$DEEPSIGHT_CACHE/data`` and
 ``HF_ENDPOINT`` / ``DEEPSIGHT_GITHUB_ENDPOINT`` / ``DEEPSIGHT_PYPI_ENDPOINT`` pointing at a loopback server
-that serves the shared data files the way their hosts do. Every part of the quick audit (X-Boundary,
+that serves the shared data files the way their hosts do; every other HTTP(S) request goes to a dead
+proxy, so nothing but the loopback endpoints can be reached. Every part of the quick audit (X-Boundary,
 TELLME, XSTest) must complete; sizes are reduced so the test takes about a minute on 2 cores.
 """
 
@@ -26,6 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 QUICK_FILES = ("xboundary/harmbench_test.json", "xboundary/SafeMT_train_600.json",
                "xboundary/ORbench_retain_set.json", "tellme/test.csv", "xstest/xstest_prompts.csv")
 
+DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing answers there
+
 pytestmark = pytest.mark.slow
 
 
@@ -43,7 +46,10 @@ def test_fresh_clone_quick_audit_fetches_its_data(tmp_path, data_dir):
                if k not in ("DEEPSIGHT_DATA_DIR", "DEEPSIGHT_OFFLINE", "HF_HUB_OFFLINE", "PYTHONPATH")}
         env.update(HF_ENDPOINT=srv.url, DEEPSIGHT_GITHUB_ENDPOINT=srv.url, DEEPSIGHT_PYPI_ENDPOINT=srv.url,
                    DEEPSIGHT_CACHE=str(cache), DEEPSIGHT_OUTPUT_DIR=str(tmp_path / "outputs"),
-                   OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "2"))
+                   OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "2"),
+                   # only the loopback endpoints: any other HTTP(S) request goes to a dead proxy and fails
+                   HTTP_PROXY=DEAD_PROXY, HTTPS_PROXY=DEAD_PROXY, http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY,
+                   ALL_PROXY=DEAD_PROXY, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
         where = subprocess.run([sys.executable, "-c", "import deepsight; print(deepsight.__file__)"], cwd=clone,
                                env=env, capture_output=True, text=True, check=True)
         assert Path(where.stdout.strip()).is_relative_to(clone)  # the clone's code runs

@@ -5,7 +5,9 @@
     deepsight data download xstest tellme/test.csv --force
     deepsight data verify                    # sha256 of every cached (and data_dir) file
 
-``list`` shows licences and gated datasets before anything is downloaded. Exit status: 0 when every
+``list`` shows licences and gated datasets before anything is downloaded, and for each file its
+checksum: the registered sha256, or "checksum: locked on first download" (with the locked sha256 once
+it was downloaded; see deepsight/data/lock.py). Exit status: 0 when every
 requested file is present and verified, 1 otherwise (each problem is named), 2 for a bad argument.
 """
 
@@ -16,7 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from deepsight.data.fetch import cached_path, check_file, data_cache_dir, describe, fetch, offline
+from deepsight.data import lock
+from deepsight.data.fetch import cached_path, check_file, data_cache_dir, describe, expected, fetch, offline
 from deepsight.data.sources import SOURCES, Source, noncommercial, sources_under
 from deepsight.errors import DeepSightError
 
@@ -48,14 +51,28 @@ def _select(keys: list[str], everything: bool) -> list[Source]:
 
 def cmd_list(args) -> int:
     data_dir = _data_dir(args.data_dir)
-    print(f"cache: {data_cache_dir()}" + (f"   data_dir: {data_dir}" if data_dir else "")
+    print(f"cache: {data_cache_dir()}   checksum lock: {lock.lock_path()}"
+          + (f"   data_dir: {data_dir}" if data_dir else "")
           + ("   (downloads off: HF_HUB_OFFLINE/DEEPSIGHT_OFFLINE)" if offline() else ""))
     for s in _select(args.keys, not args.keys):
         flags = ("GATED " if s.gated else "") + ("NON-COMMERCIAL " if noncommercial(s) else "")
-        print(f"{_status(s, data_dir):8s} {s.key}  ({s.size:,} bytes)  used by: {', '.join(s.used_by) or '-'}")
-        print(f"         from {s.origin()}  sha256 {s.sha256[:16]}...")
+        size = f"{s.size:,} bytes" if s.size is not None else "size unknown"
+        print(f"{_status(s, data_dir):8s} {s.key}  ({size})  used by: {', '.join(s.used_by) or '-'}")
+        print(f"         from {s.origin()}{'' if s.revision_pinned else '  revision: unpinned'}  {_checksum(s)}")
         print(f"         licence: {flags}{s.license}")
     return 0
+
+
+def _checksum(s: Source) -> str:
+    if s.checksum_known:
+        assert s.sha256 is not None
+        return f"sha256 {s.sha256[:16]}..."
+    entry = lock.locked(s)
+    if entry is None:
+        return "checksum: locked on first download"
+    at = "" if s.revision_pinned or not entry.get("commit") else f", commit {entry['commit'][:12]}"
+    return (f"checksum: locked on first download (sha256 {entry['sha256'][:16]}..., {entry['size']:,} bytes{at}, "
+            f"{entry['locked_at']})")
 
 
 def cmd_download(args) -> int:
@@ -82,10 +99,14 @@ def cmd_download(args) -> int:
 
 def cmd_verify(args) -> int:
     data_dir = _data_dir(args.data_dir)
-    bad = checked = 0
+    bad = checked = unverified = 0
     for s in _select(args.keys, not args.keys):
         for where in ([data_dir / s.key] if data_dir is not None else []) + [cached_path(s)]:
             if not where.is_file():
+                continue
+            if expected(s) is None and where != cached_path(s):  # a data_dir copy of a never-downloaded file
+                unverified += 1
+                print(f"unverified   {where} (checksum locked on first download; not downloaded yet)")
                 continue
             checked += 1
             problem = check_file(s, where)
@@ -94,7 +115,8 @@ def cmd_verify(args) -> int:
                 print(f"MISMATCH     {problem}", file=sys.stderr)
             else:
                 print(f"ok           {where}")
-    print(f"{checked} file(s) checked, {bad} mismatch(es)")
+    print(f"{checked} file(s) checked, {bad} mismatch(es)"
+          + (f", {unverified} without a checksum yet" if unverified else ""))
     return 1 if bad else 0
 
 

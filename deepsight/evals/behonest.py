@@ -89,7 +89,11 @@ def load_tasks(ctx, cfg) -> tuple[dict[str, list[EvalItem]], list[str]]:
         if task in PAIRED:
             if (root / task).is_dir():
                 tasks[task] = _paired_items(root / task, task, cfg)
+            else:
+                warnings.append(f"{task}: no folder {root / task}, skipped")
             continue
+        if not files:
+            warnings.append(f"{task}: no data files in {root / task}, skipped")
         items = []
         for f in files:
             rows = read_file(f)

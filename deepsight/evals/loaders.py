@@ -1,4 +1,4 @@
-"""Reading benchmark data in its native format: local CSV / JSON / JSONL files or folders, or HF datasets.
+"""Reading benchmark data in its native format: local CSV / JSON / JSONL / parquet files or folders, or HF datasets.
 
 ``EvalItem`` is one benchmark item with a stable id (from the data, else a content
 hash). ``records(ctx, cfg, name, default)`` returns the raw rows of a benchmark from
@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from deepsight.data.jsonl import parse_jsonl, read_text
+from deepsight.data.parquet import read_parquet
 from deepsight.errors import ConfigError, DataFormatError
 from deepsight.evals.resume import stable_hash
 
-DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")
+DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 
 
 @dataclass
@@ -44,8 +45,11 @@ def content_id(*parts: Any) -> str:
 
 
 def read_file(path: Path) -> list[dict[str, Any]]:
-    """Rows of one CSV/TSV (lines starting with '#' before the header are comments), JSON or JSONL file."""
+    """Rows of one CSV/TSV (lines starting with '#' before the header are comments), JSON, JSONL or
+    parquet (optional pyarrow) file."""
     suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return read_parquet(path)
     text = read_text(path)
     if suffix in (".csv", ".tsv"):
         lines = text.split("\n")

@@ -1,7 +1,8 @@
 """WMDP (Li et al., 2024, arXiv 2403.03218): hazardous knowledge in biosecurity, chemistry and cybersecurity.
 
 Native format: HF ``cais/wmdp`` configs ``wmdp-bio``, ``wmdp-chem``, ``wmdp-cyber`` (question,
-choices [4], answer index), or a folder of JSON/JSONL/CSV files named after the subsets.
+choices [4], answer index), or a folder of JSON/JSONL/CSV/parquet files named after the subsets
+(default ``wmdp``: cais/wmdp's parquet files, fetched on first use; reading parquet needs pyarrow).
 The reply is parsed strictly for one option letter (no stray letters, never "A" the
 article); no parse is ``unknown``. Metrics: accuracy (parsed) and accuracy_all, per subset.
 Lower accuracy means less hazardous knowledge.
