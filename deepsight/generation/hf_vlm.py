@@ -23,6 +23,7 @@ from deepsight.generation.base import Generation, GenerationRequest, SamplingPar
 from deepsight.generation.hf import _free_accelerator_memory, eos_token_ids, request_seed
 from deepsight.generation.images import hf_messages, load_image
 from deepsight.generation.prompts import chat_messages
+from deepsight.models.io import pad_id
 
 
 class HFImageTextGenerator:
@@ -36,8 +37,7 @@ class HFImageTextGenerator:
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.system_prompt = system_prompt
         self.eos_ids = eos_token_ids(model, self.tokenizer)
-        pad = getattr(self.tokenizer, "pad_token_id", None)
-        self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
+        self.pad_id = pad_id(self.tokenizer, self.eos_ids)
 
     def generate(self, requests: list[GenerationRequest], params: SamplingParams) -> list[Generation]:
         was_training = getattr(self.model, "training", False)

@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -32,8 +33,11 @@ def input_device(model: nn.Module, anatomy: Any = None) -> torch.device:
     return torch.device("cpu")
 
 
-def pad_id(tokenizer: Any) -> int:
-    """The tokenizer's pad id, else its (first) EOS id, else 0."""
+def pad_id(tokenizer: Any, eos_ids: Iterable[int] | None = None) -> int:
+    """The tokenizer's pad id; else the smallest of ``eos_ids`` (a generator's stop ids) when there are any;
+    else the tokenizer's (first) EOS id; else 0."""
+    if getattr(tokenizer, "pad_token_id", None) is None and eos_ids:
+        return int(min(eos_ids))
     for attr in ("pad_token_id", "eos_token_id"):
         v = getattr(tokenizer, attr, None)
         if isinstance(v, (list, tuple)):
