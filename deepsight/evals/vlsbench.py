@@ -6,6 +6,7 @@ source, image_description, safety_reason}; ``image_path`` (``imgs/<name>.png``) 
 folder holding data.json, as DeepSafe's ``VLSBenchDataset`` resolves it. The images are on Hugging
 Face (Foreshhh/vlsbench), not in the GitHub repository: rows whose image is missing are skipped
 and counted (DeepSafe skips them too); with none present the benchmark reports the data missing.
+An empty instruction is kept (one row of the release: the image alone carries the request), as DeepSafe does.
 The target sees the image then the instruction (the official eval.py order).
 
 Judge: ``vlsbench`` (the paper's image-text GPT-4o judge: 1 Safe with refusal, 2 Safe with
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from deepsight.errors import DataFormatError, MissingDataError
 from deepsight.evals.common import by_meta, harmful, judges_for, not_
-from deepsight.evals.loaders import EvalItem, field_of, read_file, select, text_field
+from deepsight.evals.loaders import EvalItem, field_of, read_file, select
 from deepsight.evals.metrics import flag_rate, rate
 from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import generate_and_judge, result
@@ -39,7 +40,10 @@ def load_items(path: Path) -> tuple[list[EvalItem], list[str], int]:
     items, missing = [], []
     for i, r in enumerate(rows):
         iid = str(field_of(r, "instruction_id", str(path), i))
-        instruction = text_field(r, "instruction", str(path), i)
+        instruction = field_of(r, "instruction", str(path), i)
+        if not isinstance(instruction, str):
+            what = type(instruction).__name__
+            raise DataFormatError(f"{path}: row {i}: field 'instruction' is a {what}, expected text")
         image = path.parent / str(field_of(r, "image_path", str(path), i))
         if not image.is_file():
             missing.append(iid)
