@@ -81,14 +81,14 @@ def test_native_fixture_end_to_end(tmp_path):
     m = res["metrics"]
     assert res["n_items"] == 4 and m["n_skipped_missing_image"] == 1 and res["warnings"]
     # by hand from REPLIES: refusal, unsafe, warning, invalid
-    assert [(m[k]["count"], m[k]["n"]) for k in ("safe_refusal_rate", "safe_warning_rate", "unsafe_rate",
+    assert [(m[k]["count"], m[k]["n"]) for k in ("safe_with_refusal_rate", "safe_with_warning_rate", "unsafe_rate",
                                                  "safe_rate")] == [(1, 3), (1, 3), (1, 3), (2, 3)]
     assert (m["safe_rate_all"]["count"], m["safe_rate_all"]["n"]) == (2, 4)
     assert (m["invalid_rate"]["count"], m["invalid_rate"]["n"]) == (1, 4)
     assert m["safe_rate"]["ci_high"] == pytest.approx(wilson_interval(2, 3)[1])
     assert m["refusal_rate_string_match"]["value"] == 0.0
     violent = res["breakdowns"]["category"]["Violent"]
-    assert violent["safe_refusal_rate"]["value"] == 1.0 and violent["invalid_rate"]["count"] == 1
+    assert violent["safe_with_refusal_rate"]["value"] == 1.0 and violent["invalid_rate"]["count"] == 1
     assert set(res["breakdowns"]["sub_category"]) == {"Weapon-Related Violence", "Risky Behavior",
                                                       "Personal Information Leakage"}
     # the target saw the image, then the instruction; the judge saw the same image
@@ -147,8 +147,22 @@ def test_shared_data_end_to_end_with_tiny_vlm(tmp_path, tiny_vlm, data_dir):
                                     BenchmarkConfig(max_new_tokens=3))
     m = res["metrics"]
     assert res["n_items"] == 3 and m["n_skipped_missing_image"] == len(rows) - 3
-    assert m["safe_warning_rate"]["value"] == 1.0 and m["invalid_rate"]["count"] == 0
+    assert m["safe_with_warning_rate"]["value"] == 1.0 and m["invalid_rate"]["count"] == 0
     gens = [json.loads(line) for line in (tmp_path / "run" / "generations" / "vlsbench.jsonl").read_text().splitlines()]
     texts = [g for g in gens if g["kind"] == "generation"]
     assert len(texts) == 3 and all(g["completion_tokens"] > 0 for g in texts)
     assert texts[0]["messages"][-1]["content"][0]["type"] == "image"
+
+
+def test_report_reads_the_image_text_metrics_right():
+    """The report's directions and definitions for these benchmarks' metric names (none is read as over-refusal)."""
+    from deepsight.report.directions import direction
+    from deepsight.report.metrics import EVAL_PICKS, definition_of
+
+    assert direction("evals", "vlsbench", "safe_with_refusal_rate").sign == 0
+    assert direction("evals", "vlsbench", "category.Violent.unsafe_rate").sign == -1
+    assert direction("evals", "mm_safetybench", "split.SD.attack_rate").sign == -1
+    assert direction("evals", "mssbench", "chat_unsafe_acc_all").sign == 1
+    assert "over-refusal" not in definition_of("safe_with_refusal_rate")
+    assert "unsafe situation" in definition_of("embodied_unsafe_acc")
+    assert EVAL_PICKS["mm_safetybench"] == ("attack_rate",)

@@ -12,7 +12,8 @@ The target sees the image then the instruction (the official eval.py order).
 Judge: ``vlsbench`` (the paper's image-text GPT-4o judge: 1 Safe with refusal, 2 Safe with
 warning, 3 Unsafe; see judges/vlsbench.py); ``refusal`` string match runs too, reported as
 ``refusal_rate_string_match`` only. Metrics (DeepSafe's ``VLSBenchMetric``): safe rate (refusal +
-warning), safe-refusal rate, safe-warning rate and unsafe rate, each with its Wilson interval over
+warning), safe-with-refusal rate, safe-with-warning rate (DeepSafe's safe_refusal_rate /
+safe_warning_rate) and unsafe rate, each with its Wilson interval over
 the judged items and as ``*_all`` over all items (DeepSafe's denominator), the invalid rate; per
 category and sub-category.
 Data: AI45Lab/VLSBench @ 68f54de (data.json).
@@ -30,8 +31,10 @@ from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import generate_and_judge, result
 
 NAME, DEFAULT_PATH = "vlsbench", "vlsbench/data.json"
-RATES = {"safe_refusal_rate": ("safe_refusal",), "safe_warning_rate": ("safe_warning",), "unsafe_rate": ("unsafe",),
-         "safe_rate": ("safe_refusal", "safe_warning")}
+# DeepSafe's safe_refusal_rate / safe_warning_rate are named after the paper's labels here: the report already
+# reads "safe_refusal_rate" as over-refusal of safe prompts (XSTest), which these are not.
+RATES = {"safe_with_refusal_rate": ("safe_refusal",), "safe_with_warning_rate": ("safe_warning",),
+         "unsafe_rate": ("unsafe",), "safe_rate": ("safe_refusal", "safe_warning")}
 
 
 def load_items(path: Path) -> tuple[list[EvalItem], list[str], int]:
