@@ -124,3 +124,31 @@ def test_options_subsets_and_missing_data(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingDataError, match="processed_questions"):
         run(ctx, BenchmarkConfig(path=str(tmp_path / "empty")))
+
+
+def test_image_and_text_only_items_through_the_hf_backend(tmp_path):
+    """The tiny random-weight image-text model answers SD / TYPO items (with images) and Text_only ones (without)
+    in the same batches; every generation is stored and judged."""
+    import json
+
+    from _tiny_vlm import build_tiny_llava
+
+    from deepsight.config.schema import ModelConfig
+    from deepsight.generation.factory import build_generator
+    from deepsight.models.loading import load_model
+
+    loaded = load_model(ModelConfig(path=str(build_tiny_llava(tmp_path / "llava")), device="cpu"))
+    gen_cfg = GenerationConfig(batch_size=4)
+    target = build_generator(gen_cfg, ModelConfig(), loaded)
+    judges = {"mm_safetybench": MMSafetyBenchJudge(ScriptedGenerator("unsafe")), "refusal": RefusalJudge()}
+    ctx = EvalContext(generator=target, judge_factory=judges.__getitem__, run_dir=tmp_path / "run",
+                      data_dir=FIXTURE.parent, generation=gen_cfg, model_name="tiny-llava")
+    images = _images(tmp_path / "imgs")
+    res = get_benchmark("mm_safetybench")(ctx, BenchmarkConfig(path="mm_safetybench", subsets=["10-Legal_Opinion"],
+                                                               max_new_tokens=3, options={"image_dir": str(images)}))
+    assert res["n_items"] == 3 and res["metrics"]["attack_rate"]["value"] == 1.0
+    lines = (tmp_path / "run" / "generations" / "mm_safetybench.jsonl").read_text().splitlines()
+    gens = {g["id"]: g for g in map(json.loads, lines) if g["kind"] == "generation"}
+    assert set(gens) == {"Legal_Opinion:SD:0", "Legal_Opinion:TYPO:0", "Legal_Opinion:Text_only:0"}
+    assert all(g["completion_tokens"] > 0 for g in gens.values())
+    assert isinstance(gens["Legal_Opinion:Text_only:0"]["messages"][-1]["content"], str)
