@@ -117,6 +117,8 @@ def test_options_subsets_and_missing_data(tmp_path):
     assert res["metrics"]["refusal_rate_string_match"]["value"] == 1.0
     with pytest.raises(ConfigError, match="options.splits"):
         run(ctx, BenchmarkConfig(path="mm_safetybench", options={"splits": ["SD", "TYPOGRAPHY"]}))
+    with pytest.raises(ConfigError, match="image_folder"):
+        run(ctx, BenchmarkConfig(path="mm_safetybench", options={"image_folder": "x"}))
     with pytest.raises(ConfigError, match="subsets"):
         run(ctx, BenchmarkConfig(path="mm_safetybench", subsets=["Nope"]))
     with pytest.raises(MissingDataError, match="no item has its image"):  # image splits only, no images

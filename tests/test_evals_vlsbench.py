@@ -99,6 +99,11 @@ def test_native_fixture_end_to_end(tmp_path):
 
 def test_no_images_is_missing_data(tmp_path):
     path = _copy_with_images(tmp_path, [])
+    from deepsight.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="takes no options"):
+        get_benchmark("vlsbench")(_ctx(tmp_path / "run", ScriptedGenerator(), ScriptedGenerator()),
+                                  BenchmarkConfig(path=str(path), options={"image_dir": "x"}))
     with pytest.raises(MissingDataError, match="none of the 5 images"):
         get_benchmark("vlsbench")(_ctx(tmp_path / "run", ScriptedGenerator(), ScriptedGenerator()),
                                   BenchmarkConfig(path=str(path)))

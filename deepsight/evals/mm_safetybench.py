@@ -104,6 +104,9 @@ def mm_metrics(results, judge: str) -> dict:
 
 
 def _splits(cfg) -> list[str]:
+    unknown = set(cfg.options or {}) - {"splits", "image_dir"}
+    if unknown:
+        raise ConfigError(f"eval.{NAME}.options: unknown key(s) {sorted(unknown)}; known: splits, image_dir")
     splits = list((cfg.options or {}).get("splits") or SPLITS)
     bad = [s for s in splits if s not in SPLITS]
     if bad:

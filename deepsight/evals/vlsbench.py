@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deepsight.errors import DataFormatError, MissingDataError
+from deepsight.errors import ConfigError, DataFormatError, MissingDataError
 from deepsight.evals.common import by_meta, harmful, judges_for, not_
 from deepsight.evals.loaders import EvalItem, field_of, read_file, select
 from deepsight.evals.metrics import flag_rate, rate
@@ -77,6 +77,8 @@ def vls_metrics(results, judge: str) -> dict:
 
 @register_benchmark(NAME, image_text=True)
 def run(ctx, cfg) -> dict:
+    if cfg.options:
+        raise ConfigError(f"eval.{NAME}.options: unknown key(s) {sorted(cfg.options)}; {NAME} takes no options")
     path = ctx.data_path(cfg.path or DEFAULT_PATH, f"eval.{NAME}.path")
     if not path.is_file():
         raise DataFormatError(f"{path}: eval.{NAME}.path must be VLSBench's data.json")
