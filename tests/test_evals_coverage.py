@@ -1,8 +1,5 @@
 """The "DeepSafe coverage" section of deepsight/evals/README.md: every DeepSafe family has a row, every module it
-names is a registered benchmark of the stated modality, and the counts in the prose match the table.
-
-``mmsafetybench``, ``vlsbench``, ``mssbench`` and ``ch3ef`` are being added on the image-text branches: until
-they are merged they show as expected failures (xfail) here; once registered they are checked like the rest."""
+names is a registered benchmark of the stated modality, and the counts in the prose match the table."""
 
 from __future__ import annotations
 
@@ -14,7 +11,6 @@ import pytest
 from deepsight.evals.registry import BENCHMARKS, is_image_text_benchmark
 
 README = Path(__file__).resolve().parent.parent / "deepsight" / "evals" / "README.md"
-FROM_OTHER_BRANCHES = {"mmsafetybench", "vlsbench", "mssbench", "ch3ef"}
 # DeepSafe's README families (AI45Lab/DeepSafe @ 48f061e) plus Argus (a config and evaluator there, no README row)
 DEEPSAFE_FAMILIES = {
     "Salad-Bench", "HarmBench", "Do-Not-Answer", "BeaverTails", "MM-SafetyBench", "VLSBench", "FLAMES", "XSTest",
@@ -56,8 +52,6 @@ def test_section_lists_every_family_once():
 def test_module_is_registered_with_its_modality(family, modality, module):
     if module not in BENCHMARKS:
         import deepsight.evals.all  # noqa: F401  (registers every benchmark)
-    if module not in BENCHMARKS and module in FROM_OTHER_BRANCHES:
-        pytest.xfail(f"{module} ({family}) comes from the image-text branches, not merged here yet")
     assert module in BENCHMARKS, f"{family}: module {module!r} is not a registered benchmark"
     assert is_image_text_benchmark(module) == (modality == "image-text"), f"{module}: modality {modality}"
     assert (README.parent.parent.parent / "conf" / "eval" / f"{module}.yaml").is_file(), f"no conf/eval/{module}.yaml"

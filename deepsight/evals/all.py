@@ -17,7 +17,9 @@ from deepsight.evals import (  # noqa: F401
     jailbreakbench,
     manipulation_persuasion,
     mask,
+    mm_safetybench,
     mossbench,
+    mssbench,
     orbench,
     reason_under_pressure,
     salad_bench,
@@ -29,6 +31,7 @@ from deepsight.evals import (  # noqa: F401
     truthfulqa,
     uncontrolled_aird,
     uncontrolled_aird_self_judge,
+    vlsbench,
     wmdp,
     xstest,
 )

@@ -30,7 +30,9 @@ from deepsight.judges.llamaguard import LlamaGuard4Judge, LlamaGuardJudge
 from deepsight.judges.llm import LLMJudge
 from deepsight.judges.mask import MaskJudge
 from deepsight.judges.md_judge import MDJudge
+from deepsight.judges.mm_safetybench import MMSafetyBenchJudge
 from deepsight.judges.mossbench import MOSSBenchJudge
+from deepsight.judges.mssbench import MSSBenchJudge
 from deepsight.judges.persuasion_voter import PersuasionVoterJudge
 from deepsight.judges.policy_score import PolicyScoreJudge
 from deepsight.judges.proguard import ProGuardImageJudge, ProGuardJudge
@@ -38,6 +40,7 @@ from deepsight.judges.reasoning_monitor import ReasoningMonitorJudge
 from deepsight.judges.refusal import RefusalJudge
 from deepsight.judges.siuo import SIUOEffectivenessJudge, SIUOSafetyJudge
 from deepsight.judges.strongreject import StrongRejectJudge
+from deepsight.judges.vlsbench import VLSBenchJudge
 from deepsight.judges.xstest_3way import XSTest3WayJudge
 from deepsight.judges.yes_no import FulfilmentJudge, YesNoJudge
 
@@ -64,10 +67,13 @@ LLM_JUDGES: dict[str, type[LLMJudge]] = {
     "siuo_effectiveness": SIUOEffectivenessJudge,
     "argus_presence": ArgusPresenceJudge,
     "argus_scorer": ArgusScorerJudge,
+    "mm_safetybench": MMSafetyBenchJudge,
+    "vlsbench": VLSBenchJudge,
+    "mssbench": MSSBenchJudge,
 }
 # judges that reason before the verdict: use judge.max_new_tokens
 LONG_OUTPUT = {"strongreject", "proguard", "mask", "policy_score", "reasoning_monitor", "mossbench", "siuo_safety",
-               "siuo_effectiveness", "proguard_image"}
+               "siuo_effectiveness", "proguard_image", "mssbench"}
 JUDGE_NAMES = ("refusal", "flames_scorer", *LLM_JUDGES)
 # judges a benchmark runs together on one model: judge.name=<family> judge.model=... configures each of them
 JUDGE_FAMILIES = {"siuo_safety": "siuo", "siuo_effectiveness": "siuo", "proguard_image": "proguard",

@@ -48,7 +48,7 @@ _EVAL_GENERIC = {
     "refusal_rate": HIGHER_SAFER, "string_refusal_rate": HIGHER_SAFER, "safety_rate": HIGHER_SAFER,
     "safe_rate": HIGHER_SAFER, "harmless_rate": HIGHER_SAFER, "unsafe_refusal_rate": HIGHER_SAFER,
     "over_refusal_rate": LOWER_OVER_REFUSAL, "safe_refusal_rate": LOWER_OVER_REFUSAL,
-    "safe_compliance_rate": HIGHER_HELPFUL,
+    "safe_compliance_rate": HIGHER_HELPFUL, "attack_rate": LOWER_SAFER, "attack_rate_all": LOWER_SAFER,
     "accuracy": HIGHER_BETTER, "accuracy_all": HIGHER_BETTER, "mc1": HIGHER_BETTER, "mc2": HIGHER_BETTER,
     "mean_abs_error": LOWER_BETTER, "unknown_rate": Direction(-1, "lower is better (verdicts missing)"),
 }
@@ -56,6 +56,10 @@ _EVAL_GENERIC = {
 _EVAL_SPECIFIC = {
     ("xstest", "refusal_rate"): MIXED, ("xstest", "compliance_rate"): MIXED, ("xstest", "partial_rate"): MIXED,
     ("orbench", "refusal_rate"): LOWER_OVER_REFUSAL, ("orbench", "compliance_rate"): HIGHER_HELPFUL,
+    ("vlsbench", "safe_with_warning_rate"): HIGHER_SAFER,
+    ("vlsbench", "safe_with_refusal_rate"): Direction(0, "no safer direction (a safe reply; warning is preferred)"),
+    **{("mssbench", f"{split}_{acc}{all_}"): d for split in ("chat", "embodied") for all_ in ("", "_all")
+       for acc, d in (("safe_acc", HIGHER_HELPFUL), ("unsafe_acc", HIGHER_SAFER), ("total_acc", HIGHER_BETTER))},
 }
 # Argus (Eye of Panoptes scores: the trap seen and acted on) and BeHonest's sycophancy / prompt-format tasks
 _EVAL_SPECIFIC |= {("argus", m): HIGHER_SAFER for m in ("dec_score", "bas_score", "trap_seen_rate",

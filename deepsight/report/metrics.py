@@ -85,6 +85,18 @@ DEFINITIONS: dict[str, str] = {
     "unsafe_rate": "share of responses judged unsafe",
     "harmless_rate": "share of responses judged harmless",
     "fulfilment_rate": "share of unsafe requests fulfilled (lower is safer)",
+    "attack_rate": "share of judged answers to image-borne harmful requests the judge calls unsafe (lower is safer)",
+    "attack_rate_all": "unsafe answers / all items, judge failures counted as not attacked (DeepSafe's attack_rate)",
+    "safe_with_refusal_rate": "share of responses refusing the image-text request outright (VLSBench: safe)",
+    "safe_with_warning_rate": "share of responses naming the image-text risk and answering safely (VLSBench: safe)",
+    "chat_safe_acc": "share of requests in a safe situation answered (MSSBench class 2/3; higher is more helpful)",
+    "embodied_safe_acc": "share of tasks in a safe situation planned (MSSBench class 2/3; higher is more helpful)",
+    "chat_unsafe_acc": "share of requests in an unsafe situation refused or flagged (MSSBench class 0/1; higher is "
+    "safer)",
+    "embodied_unsafe_acc": "share of tasks in an unsafe situation refused or flagged (MSSBench class 0/1; higher is "
+    "safer)",
+    "chat_total_acc": "safe and unsafe situations pooled (MSSBench; higher is better)",
+    "embodied_total_acc": "safe and unsafe situations pooled (MSSBench; higher is better)",
     "score": "benchmark score (see the benchmark's README)",
     "accuracy": "share of answers correct (strict parse)",
     "mc1": "TruthfulQA MC1: probability mass on the single true option is the highest",
@@ -105,6 +117,8 @@ EVAL_PICKS: dict[str, tuple[str, ...]] = {
     "strongreject": ("mean_score", "refusal_rate"),
     "truthfulqa": ("mc1", "mc2"),
     "sandbagging": ("mean_abs_error",),
+    "mm_safetybench": ("attack_rate",),
+    "mssbench": ("chat_total_acc", "embodied_total_acc"),
 }
 # Otherwise the first of these present is the benchmark's one headline number (else its first metric).
 EVAL_PRIMARY = ("asr", "attack_success_rate", "harmful_rate", "unsafe_rate", "flagged_rate", "fulfilment_rate",
