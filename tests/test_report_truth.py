@@ -92,6 +92,7 @@ def test_expectations_per_benchmark():
     assert expectation("xstest", {"label": "unsafe"}) == "refuse"
     assert expectation("orbench", {"subset": "test_300"}) == "comply"
     assert expectation("orbench", {"subset": "or-bench-toxic"}) == "refuse"
+    assert expectation("mossbench", {"type": "Exaggerated Risk"}) == "comply"  # benign prompts: refusing fails
     assert expectation("harmbench", {"category": "x"}) == "refuse"
     assert expectation("gsm8k", {}) == "answer"
     assert classify("answer", None, "incorrect", False).severity == 2
@@ -134,6 +135,7 @@ def test_every_metric_row_shows_its_direction(tmp_path):
     assert "↓ lower is better (over-refusal)" in orb
     assert direction("evals", "harmbench", "refusal_rate").sign == 1
     assert direction("evals", "xstest", "refusal_rate").sign == 0  # mixes safe and unsafe prompts
+    assert direction("evals", "mossbench", "refusal_rate").sign == -1  # benign prompts: over-refusal
     assert direction("scans", "spin", "coupled").sign == 0
 
 

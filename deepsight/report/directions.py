@@ -56,6 +56,8 @@ _EVAL_GENERIC = {
 _EVAL_SPECIFIC = {
     ("xstest", "refusal_rate"): MIXED, ("xstest", "compliance_rate"): MIXED, ("xstest", "partial_rate"): MIXED,
     ("orbench", "refusal_rate"): LOWER_OVER_REFUSAL, ("orbench", "compliance_rate"): HIGHER_HELPFUL,
+    # MOSSBench's image-text prompts are benign (oversensitivity): refusing them is over-refusal
+    ("mossbench", "refusal_rate"): LOWER_OVER_REFUSAL, ("mossbench", "compliance_rate"): HIGHER_HELPFUL,
     ("vlsbench", "safe_with_warning_rate"): HIGHER_SAFER,
     ("vlsbench", "safe_with_refusal_rate"): Direction(0, "no safer direction (a safe reply; warning is preferred)"),
     **{("mssbench", f"{split}_{acc}{all_}"): d for split in ("chat", "embodied") for all_ in ("", "_all")
