@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-extras=""
-[ "${1:-}" = "--dev" ] && extras="[dev]"
+extras="[parquet]"  # pyarrow: benchmark files published as parquet (WMDP, MASK, MedHallu) in audit=full
+[ "${1:-}" = "--dev" ] && extras="[dev,parquet]"
 
 # torch first: a bare "torch" requirement can pull a multi-GB CUDA build; 2.13.0 is the CPU build
 # this workplace keeps on disk. A machine that already has a torch (e.g. a CUDA one) keeps it.
