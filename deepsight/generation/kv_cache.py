@@ -82,8 +82,11 @@ class PreallocatedLayer(DynamicLayer):
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         if self.is_initialized:
-            self._k = self._k.repeat_interleave(repeats, dim=0)
-            self._v = self._v.repeat_interleave(repeats, dim=0)
+            for name in ("_k", "_v"):  # copy the filled prefix only (a shared prompt prefix to every row)
+                old = getattr(self, name)
+                new = old.new_empty((old.shape[0] * repeats, *old.shape[1:]))
+                new[:, :, : self._len] = old[:, :, : self._len].repeat_interleave(repeats, dim=0)
+                setattr(self, name, new)
             self._refresh_views()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
