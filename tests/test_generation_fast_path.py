@@ -146,3 +146,31 @@ def test_fast_path_equals_generate_float32_with_cpu_fast_paths():
             top2 = scores[k].topk(2).values
             assert float(top2[0] - top2[1]) < 1e-4 * max(1.0, float(top2[0].abs())), (i, k)
     assert exact >= len(prompts) - 1
+
+
+def test_sliding_window_model_runs_whole_rows_and_equals_generate():
+    """A sliding window counts cache positions, so pads between prefix and rest would shrink it: such a model
+    gets the plain prefill (no prefix pass) and still matches ``generate`` token for token."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from deepsight.generation.kv_cache import full_attention_only, preallocated_cache
+
+    torch.manual_seed(3)
+    tok = char_tokenizer()
+    cfg = MistralConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+                        num_attention_heads=6, num_key_value_heads=2, sliding_window=16, initializer_range=0.3,
+                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model = MistralForCausalLM(cfg).to(torch.float64).eval()
+    assert not full_attention_only(preallocated_cache(model, capacity=8))
+    prompts = [encode_request(tok, r) for r in chat_requests(5, random.Random(3))]
+    assert shared_prefix_length(prompts) > 0
+    shapes: list[tuple[int, ...]] = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, inp, out: shapes.append(tuple(inp[0].shape)))
+    try:
+        out = decode_batch(model, prompts, max_new_tokens=10, eos_ids=set(), pad_id=tok.pad_token_id,
+                           share_prefix=True)
+    finally:
+        hook.remove()
+    assert shapes[0] == (len(prompts), max(map(len, prompts)))  # whole rows in one prefill
+    for i, prompt in enumerate(prompts):
+        assert out.tokens[i] == generate_one(model, prompt, 10, set())[0], i

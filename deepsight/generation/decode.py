@@ -12,7 +12,8 @@
   row, and the prefill runs only the rest of each row, left-padded after the prefix (the pads sit
   between prefix and suffix, masked; positions still count real tokens only). Same numbers up to
   float rounding (causal attention: the prefix's keys and values do not depend on what follows);
-  not used with a ``step_callback`` (its one-forward-per-step contract);
+  not used with a ``step_callback`` (its one-forward-per-step contract) nor for models with
+  sliding-window or recurrent cache layers (pads between tokens would change what they see);
 - a row stops at any of ``eos_ids`` (the EOS token is counted as generated) or when
   ``stop_check`` says so; finished rows are dropped from the batch and from the cache once they
   are a quarter of the batch (at once when a ``step_callback`` is given), their extra tokens ignored;
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from deepsight.generation.kv_cache import preallocated_cache
+from deepsight.generation.kv_cache import full_attention_only, preallocated_cache
 from deepsight.models.io import input_device  # where input ids must live
 
 MIN_SHARED_PREFIX = 4  # shorter common prefixes are not worth the extra forward call
@@ -113,9 +114,9 @@ def decode_batch(
 
     device = input_device(model)
     last_only = _last_logits_kwarg(model)  # compute the LM head on the last position only
-    p = shared_prefix_length(prompts) if share_prefix and step_callback is None else 0
+    cache = preallocated_cache(model, capacity=max(map(len, prompts)) + max_new_tokens)
+    p = shared_prefix_length(prompts) if share_prefix and step_callback is None and full_attention_only(cache) else 0
     ids, mask = left_pad([q[p:] for q in prompts], pad_id, device)  # (B, T - p) each: the rows after the prefix
-    cache = preallocated_cache(model, capacity=p + ids.shape[1] + max_new_tokens)
     if p:
         prefix = torch.tensor([prompts[0][:p]], dtype=torch.long, device=device)  # (1, p)
         model(input_ids=prefix, attention_mask=torch.ones_like(prefix),
