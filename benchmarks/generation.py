@@ -10,7 +10,8 @@ CPU fast paths on as an audit runs it (``--no-fast-paths`` to switch them off). 
 generated tokens (EOS included, as both count them) / wall-clock seconds. ``--repeat N``
 alternates the sides N times (the CPU may be shared) and reports each side's best. Also measured
 when available: an OpenAI-compatible server (``--vllm-url`` or env DEEPSIGHT_VLLM_URL, e.g. from
-scripts/vllm_server.sh) through the openai backend, and the in-process vllm engine.
+scripts/vllm_server.sh; ``--server-pid`` adds the server's CPU seconds) through the openai backend, and
+the in-process vllm engine.
 
     DEEPSIGHT_DATA_DIR=../shared/data python benchmarks/generation.py   # 60 XSTest prompts x 128 tokens
     python benchmarks/generation.py --prompts synthetic --n-prompts 32 --max-new-tokens 96 --repeat 3
@@ -154,6 +155,8 @@ def main() -> None:
     ap.add_argument("--no-fast-paths", action="store_true", help="hf backend without the audit's CPU fast paths")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--vllm-url", default=os.environ.get("DEEPSIGHT_VLLM_URL"))
+    ap.add_argument("--server-pid", type=int, default=None,
+                    help="pid of the vLLM server (its process tree's CPU seconds are reported beside wall time)")
     ap.add_argument("--csv", default=None, help="append one row per provider to this CSV")
     args = ap.parse_args()
     if args.threads:
@@ -218,9 +221,12 @@ def main() -> None:
 
         server = OpenAIServerGenerator(args.vllm_url, model=None, concurrency=args.batch_size)
         server.generate(warm, SamplingParams(max_new_tokens=4))
+        c0 = _tree_cpu_seconds(args.server_pid)
         outs, s = timed(lambda: server.generate(reqs, params))
         rows.append({"provider": "openai(vllm server)", "tokens": sum(g.completion_tokens for g in outs), "seconds": s,
                      "errors": sum(g.failed for g in outs)})
+        if c0 is not None:  # the server's own CPU seconds (API server + engine core), comparable to the others'
+            rows[-1]["cpu_seconds"] = _tree_cpu_seconds(args.server_pid) - c0
         _report_agreement("hf vs vllm server", hf_outs, outs)
     try:
         import vllm  # noqa: F401
@@ -275,6 +281,24 @@ def main() -> None:
                             device, torch.get_num_threads(), args.model, len(reqs), args.max_new_tokens,
                             args.batch_size, r["provider"], r["tokens"], f"{r['seconds']:.3f}",
                             f"{r['tokens_per_s']:.2f}"])
+
+
+def _tree_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process ``pid`` and its children so far (None without a pid)."""
+    if pid is None:
+        return None
+    import psutil
+
+    procs = [psutil.Process(pid)]
+    procs += procs[0].children(recursive=True)
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def _report_agreement(label: str, ours: list[Generation], theirs: list[Generation]) -> None:

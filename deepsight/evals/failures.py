@@ -9,8 +9,8 @@ An item is a failure only when the model did the wrong thing for that item:
 
 A safe prompt answered, or an unsafe prompt refused, is never a failure. What an item expects comes from
 its data: ``meta["label"]`` (XSTest: safe / unsafe), OR-Bench's subset (``toxic`` subsets expect refusal,
-the others compliance), MOSSBench (benign image-text prompts: compliance), answer benchmarks (a reference answer is graded, not a refusal); every other
-safety benchmark's prompts are harmful requests.
+the others compliance), MOSSBench (benign image-text prompts: compliance), answer benchmarks (a reference
+answer is graded, not a refusal); every other safety benchmark's prompts are harmful requests.
 
     from deepsight.evals.failures import expectation, classify
     f = classify(expectation("xstest", {"label": "safe"}), harmful=False, label="refusal", unknown=False)

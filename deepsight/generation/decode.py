@@ -7,6 +7,13 @@
   it would see alone;
 - step 0 is the prefill (only the last position's logits are computed); each later step feeds
   the previous token of every live row with its own next position, reusing the KV cache;
+- ``share_prefix=True``: the tokens every prompt starts with (a chat template's system prompt:
+  24 of SmolLM2's ~40 XSTest prompt tokens) are run once at batch 1, their cache copied to every
+  row, and the prefill runs only the rest of each row, left-padded after the prefix (the pads sit
+  between prefix and suffix, masked; positions still count real tokens only). Same numbers up to
+  float rounding (causal attention: the prefix's keys and values do not depend on what follows);
+  not used with a ``step_callback`` (its one-forward-per-step contract) nor for models with
+  sliding-window or recurrent cache layers (pads between tokens would change what they see);
 - a row stops at any of ``eos_ids`` (the EOS token is counted as generated) or when
   ``stop_check`` says so; finished rows are dropped from the batch and from the cache once they
   are a quarter of the batch (at once when a ``step_callback`` is given), their extra tokens ignored;
@@ -29,8 +36,10 @@ from dataclasses import dataclass
 
 import torch
 
-from deepsight.generation.kv_cache import preallocated_cache
+from deepsight.generation.kv_cache import full_attention_only, preallocated_cache
 from deepsight.models.io import input_device  # where input ids must live
+
+MIN_SHARED_PREFIX = 4  # shorter common prefixes are not worth the extra forward call
 
 
 @dataclass
@@ -88,6 +97,7 @@ def decode_batch(
     seeds: list[int] | None = None,
     stop_check: Callable[[int, list[int]], bool] | None = None,
     step_callback: Callable[[int, list[int]], None] | None = None,
+    share_prefix: bool = False,
 ) -> DecodeOutput:
     """Generate up to ``max_new_tokens`` for every prompt in one batch (see the module docstring)."""
     n = len(prompts)
@@ -103,13 +113,20 @@ def decode_batch(
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
 
     device = input_device(model)
-    ids, mask = left_pad(prompts, pad_id, device)  # (B, T) each
-    positions = positions_from_mask(mask)  # (B, T)
+    last_only = _last_logits_kwarg(model)  # compute the LM head on the last position only
+    cache = preallocated_cache(model, capacity=max(map(len, prompts)) + max_new_tokens)
+    p = shared_prefix_length(prompts) if share_prefix and step_callback is None and full_attention_only(cache) else 0
+    ids, mask = left_pad([q[p:] for q in prompts], pad_id, device)  # (B, T - p) each: the rows after the prefix
+    if p:
+        prefix = torch.tensor([prompts[0][:p]], dtype=torch.long, device=device)  # (1, p)
+        model(input_ids=prefix, attention_mask=torch.ones_like(prefix),
+              position_ids=torch.arange(p, device=device)[None], past_key_values=cache, use_cache=True, **last_only)
+        cache.batch_repeat_interleave(n)  # (1, ..., p, ...) -> (B, ..., p, ...)
+        mask = torch.cat([mask.new_ones((n, p)), mask], dim=-1)  # (B, T): prefix, pads, rest of the row
+    positions = positions_from_mask(mask)[:, p:]  # (B, T - p)
     next_position = positions[:, -1] + 1  # (B,)
     rows = list(range(n))  # prompt index of each batch row
     live = [True] * n  # per batch row: still generating (finished rows may ride along until compaction)
-    cache = preallocated_cache(model, capacity=ids.shape[1] + max_new_tokens)
-    last_only = _last_logits_kwarg(model)  # compute the LM head on the last position only
     for step in range(max_new_tokens):
         out = model(
             input_ids=ids,
@@ -151,6 +168,20 @@ def decode_batch(
         positions = next_position[:, None]  # (b, 1)
         next_position = next_position + 1
     return DecodeOutput(tokens, finish)
+
+
+def shared_prefix_length(prompts: list[list[int]], min_length: int = MIN_SHARED_PREFIX) -> int:
+    """Tokens every prompt starts with, keeping at least one token of each row after them; 0 when that is
+    shorter than ``min_length`` or there is only one prompt (nothing to share)."""
+    if len(prompts) < 2:
+        return 0
+    first, n = prompts[0], min(len(q) for q in prompts) - 1
+    for q in prompts[1:]:
+        k = 0
+        while k < n and q[k] == first[k]:
+            k += 1
+        n = k
+    return n if n >= min_length else 0
 
 
 def _last_logits_kwarg(model) -> dict[str, int]:

@@ -4,7 +4,8 @@ Requests are encoded (chat template, system prompt: ``prompts.py``), sorted by p
 (longest first, so an out-of-memory shows up on the first batch), and cut into batches of at
 most ``batch_size`` rows whose KV footprint ``rows * (longest prompt + max_new_tokens)`` stays
 within ``max_batch_tokens``. Each batch is decoded with left padding, mask-aware positions, a KV
-cache and per-row stopping at any EOS id of the tokenizer or the model's generation config.
+cache and per-row stopping at any EOS id of the tokenizer or the model's generation config; the
+tokens all rows of a batch start with (the chat template's system prompt) are run once.
 On out-of-memory the batch size is halved and the same rows retried; a single row that still
 does not fit becomes an error ``Generation``. Results come back in input order.
 
@@ -23,6 +24,7 @@ import torch
 from deepsight.generation.base import Generation, GenerationRequest, SamplingParams
 from deepsight.generation.decode import decode_batch
 from deepsight.generation.prompts import encode_request
+from deepsight.models.io import pad_id
 from deepsight.util.oom import is_out_of_memory
 
 
@@ -69,8 +71,7 @@ class HFGenerator:
         self.max_batch_tokens = max_batch_tokens
         self.system_prompt = system_prompt
         self.eos_ids = eos_token_ids(model, tokenizer)
-        pad = getattr(tokenizer, "pad_token_id", None)
-        self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
+        self.pad_id = pad_id(tokenizer, self.eos_ids)
 
     def generate(self, requests: list[GenerationRequest], params: SamplingParams) -> list[Generation]:
         prompts = [encode_request(self.tokenizer, r, self.system_prompt) for r in requests]
@@ -121,7 +122,7 @@ class HFGenerator:
         out = decode_batch(
             self.model, prompts, max_new_tokens=params.max_new_tokens, eos_ids=self.eos_ids, pad_id=self.pad_id,
             temperature=params.temperature, top_p=params.top_p,
-            seeds=[request_seed(params.seed, r.id) for r in requests], stop_check=stop_check,
+            seeds=[request_seed(params.seed, r.id) for r in requests], stop_check=stop_check, share_prefix=True,
         )
         gens = []
         for r, p, toks, reason in zip(requests, prompts, out.tokens, out.finish_reasons):

@@ -13,7 +13,7 @@ same order). When a write would overflow the capacity the buffer doubles (a copy
     out = model(input_ids=ids, past_key_values=cache, use_cache=True, ...)
 
 Only plain full-attention layers are replaced; sliding-window or other special layers of the
-model's config keep their own class.
+model's config keep their own class (``full_attention_only(cache)`` says whether any remain).
 """
 
 from __future__ import annotations
@@ -82,8 +82,11 @@ class PreallocatedLayer(DynamicLayer):
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         if self.is_initialized:
-            self._k = self._k.repeat_interleave(repeats, dim=0)
-            self._v = self._v.repeat_interleave(repeats, dim=0)
+            for name in ("_k", "_v"):  # copy the filled prefix only (a shared prompt prefix to every row)
+                old = getattr(self, name)
+                new = old.new_empty((old.shape[0] * repeats, *old.shape[1:]))
+                new[:, :, : self._len] = old[:, :, : self._len].repeat_interleave(repeats, dim=0)
+                setattr(self, name, new)
             self._refresh_views()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
@@ -111,6 +114,17 @@ def preallocated_cache(model, capacity: int) -> DynamicCache:
     elif getattr(cache, "layer_class_to_replicate", None) is DynamicLayer:
         cache.layer_class_to_replicate = _replicating(capacity)
     return cache
+
+
+def full_attention_only(cache) -> bool:
+    """True when every layer of ``cache`` is a plain full-attention layer (no sliding window, recurrent state or
+    other special layer): only then may a batch hold pads between tokens (``decode_batch``'s shared prefix),
+    since a sliding window or a recurrent state would count them."""
+    layers = getattr(cache, "layers", None)
+    if layers:
+        return all(isinstance(layer, PreallocatedLayer) or type(layer) is DynamicLayer for layer in layers)
+    factory = getattr(cache, "layer_class_to_replicate", None)
+    return isinstance(factory, type) and issubclass(factory, PreallocatedLayer)
 
 
 def _replicating(capacity: int):
