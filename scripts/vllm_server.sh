@@ -23,6 +23,8 @@ MAX_MODEL_LEN="${VLLM_MAX_MODEL_LEN:-2048}"
 DTYPE="${VLLM_DTYPE:-float32}"
 # 1 (default): --enforce-eager, no torch.compile warm-up (minutes on a 2-core CPU); 0: compiled, faster decoding.
 EAGER="${VLLM_ENFORCE_EAGER:-1}"
+# sequences batched at once (benchmarks/generation.py sends 60 prompts: VLLM_MAX_NUM_SEQS=64 lets it batch them all)
+MAX_NUM_SEQS="${VLLM_MAX_NUM_SEQS:-16}"
 PY="${PYTHON:-python3}"
 RUN_DIR="$VENV/run"
 PID_FILE="$RUN_DIR/server.pid"
@@ -94,7 +96,7 @@ start() {
       --host 127.0.0.1 --port "$PORT" \
       --served-model-name "$SERVED_NAME" \
       --dtype "$DTYPE" --max-model-len "$MAX_MODEL_LEN" \
-      --max-num-seqs 16 \
+      --max-num-seqs "$MAX_NUM_SEQS" \
       $( [[ "$EAGER" == 1 ]] && echo --enforce-eager ) \
       >"$LOG_FILE" 2>&1 < /dev/null &
   echo $! >"$PID_FILE"
