@@ -1,7 +1,8 @@
 """Overhead of the MoE expert scan's capture + statistics over the bare forward, and the routing kernel.
 
 Same random-weight MoE (Qwen3-MoE layout; default 8 blocks, hidden 512, 64 experts top-8), same
-length-bucketed batches, timed alternately (median of ``--repeats``):
+length-bucketed batches at the audit's token budget for the device (``hardware=cpu``: 1024 tokens),
+timed alternately (median of ``--repeats``):
 
 - bare:    the forward stopped after the last MoE block (``truncated_forward``'s mechanism, no other hook)
 - scan:    the same forward with the ``experts`` scan's capture (``expert_output`` on every MoE block:
@@ -43,6 +44,18 @@ def build_model(args, device: torch.device, dtype: torch.dtype):
     model = Qwen3MoeForCausalLM(cfg).to(device=device, dtype=dtype).eval()
     model.requires_grad_(False)
     return model
+
+
+def audit_batch_tokens(device: torch.device) -> int:
+    """The forward token budget an audit uses on this device: ``hardware=cpu`` (the default) on a CPU,
+    ``hardware=single_gpu`` on a GPU (conf/hardware/*.yaml), so the benchmark times the batches users run."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    name = "cpu" if device.type == "cpu" else "single_gpu"
+    node = OmegaConf.load(str(files("deepsight.conf") / "hardware" / f"{name}.yaml"))
+    return int(OmegaConf.select(node, "max_batch_tokens") or OmegaConf.select(node, "hardware.max_batch_tokens"))
 
 
 def sync(device: torch.device) -> None:
@@ -159,7 +172,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=None)
     ap.add_argument("--min-len", type=int, default=32)
     ap.add_argument("--max-len", type=int, default=256)
-    ap.add_argument("--max-batch-tokens", type=int, default=4096)
+    ap.add_argument("--max-batch-tokens", type=int, default=None,
+                    help="token budget of a batch (default: the audit's, conf/hardware/cpu.yaml or single_gpu.yaml)")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--stat-dtype", default="float32")
     ap.add_argument("--threads", type=int, default=None)
@@ -169,6 +183,7 @@ def main() -> None:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32, "float32": torch.float32,
              "bfloat16": torch.bfloat16}[args.dtype]
+    args.max_batch_tokens = args.max_batch_tokens or audit_batch_tokens(device)
     args.samples = args.samples or (16 if args.quick else 48)
     args.repeats = args.repeats or (3 if args.quick else 5)
     if args.kernel:
