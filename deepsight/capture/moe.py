@@ -28,6 +28,7 @@ to the host. ``Capture`` registers these hooks through :func:`moe_hooks`.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -160,9 +161,7 @@ class PairWorkspace:
 
     def get(self, role: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """An uninitialised contiguous tensor of ``shape`` with ``like``'s dtype and device."""
-        numel = 1
-        for n in shape:
-            numel *= n
+        numel = math.prod(shape)
         key = (role, like.device, like.dtype)
         buf = self._buffers.get(key)
         if buf is None or buf.numel() < numel:
@@ -176,7 +175,6 @@ class _LayerHooks:
         self.workspace = workspace or PairWorkspace()
         self.logits: torch.Tensor | None = None
         self.pending: tuple | None = None
-        self.sum_in_top_k_order = False  # set per call from the experts module's implementation
 
     def active(self) -> bool:
         return self.cap._call is not None and self.cap._recording is None
@@ -191,18 +189,16 @@ class _LayerHooks:
         hidden, idx, w = _routing_args(args, kwargs)
         hidden2 = hidden.reshape(-1, hidden.shape[-1])  # (N, D)
         idx2, w2 = idx.reshape(hidden2.shape[0], -1), w.reshape(hidden2.shape[0], -1)  # (N, K)
+        self.pending = (hidden, idx2, w2)
         if self.spec.site != "expert_output":
-            self.pending = (hidden, idx2, w2)
             return None
         # The pairs are laid out so that the model's own code sees each expert's rows in the order it would
         # have: grouped_mm / batched_mm sort the flattened (token, route) ids, so token-major pairs are the
         # same sequence; the eager loop takes an expert's rows by (top-k position, token), so there the pairs
         # are route-major. The combination below then repeats the model's own (see on_experts).
-        self.sum_in_top_k_order = experts_implementation(module) in _SUM_IN_TOP_K_ORDER
-        self.pending = (hidden, idx2, w2)
         n, k = idx2.shape
         d = hidden2.shape[1]
-        if self.sum_in_top_k_order:
+        if experts_implementation(module) in _SUM_IN_TOP_K_ORDER:
             wide, ids = hidden2[:, None, :].expand(n, k, d), idx2.reshape(n * k, 1)  # pair n * K + j
         else:
             wide, ids = hidden2[None, :, :].expand(k, n, d), idx2.t().reshape(n * k, 1)  # pair j * N + n
@@ -224,7 +220,7 @@ class _LayerHooks:
         if self.spec.site == "expert_output":
             out = output[0] if isinstance(output, (tuple, list)) else output
             n, k = idx.shape
-            if not self.sum_in_top_k_order:
+            if experts_implementation(module) not in _SUM_IN_TOP_K_ORDER:
                 # the eager loop adds a token's routes expert by expert: put them in ascending expert id
                 # (the statistics do not depend on the order of a token's routes)
                 idx, order = idx.sort(dim=1, stable=True)
