@@ -260,3 +260,30 @@ def test_vlsbench_finds_its_images_in_the_registered_archive(server, env):
     assert server.count("imgs.tar") == 2  # the Hub's redirect, then the CDN
     res, _ = run("run2")  # reused: nothing downloaded again
     assert res["n_items"] == 4 and server.count("imgs.tar") == 2
+
+
+def test_ch3ef_data_and_zip_from_the_hub_without_data_dir(server, env):
+    """Ch3Ef with no data_dir: Harmless.json and Harmless_images.zip (openlamm/Ch3Ef at the registered revision)
+    come from the loopback Hub, locked on first download; the zip unpacks under the folder holding meta_file/,
+    where the items' relative image paths point."""
+    from deepsight.judges.ch3ef import Ch3EfChoiceJudge
+
+    meta = Path(__file__).parent / "fixtures" / "evals" / "ch3ef" / "meta_file" / "Harmless.json"
+    rows = json.loads(meta.read_text())["items"]
+    rels = sorted({rel for r in rows for rel in r["image"]})
+    images = {rel: _png(env, k) for k, rel in enumerate(rels)}
+    zsrc, jsrc = SOURCES["ch3ef/Harmless_images.zip"], SOURCES["ch3ef/meta_file/Harmless.json"]
+    assert (zsrc.archive, zsrc.unpack_dir, jsrc.revision) == ("zip", "ch3ef", zsrc.revision)
+    _serve(server, zsrc, _build(env / "Harmless_images.zip", "zip", images))
+    _serve(server, jsrc, meta)
+    target = ScriptedGenerator("[[A]]")
+    ctx = EvalContext(generator=target, judge_factory={"ch3ef_choice": Ch3EfChoiceJudge()}.__getitem__,
+                      run_dir=env / "run", data_dir=None, generation=GenerationConfig(batch_size=4), model_name="vlm")
+    res = get_benchmark("ch3ef")(ctx, BenchmarkConfig())
+    m = res["metrics"]
+    assert res["n_items"] == len(rows) and m["n_missing_images"] == 0 and m["accuracy_all"]["value"] == 1.0
+    seen = [p["path"] for r in target.requests for p in r.messages[-1]["content"] if p.get("type") == "image"]
+    assert sorted(seen) == sorted(str(data_cache_dir() / "ch3ef" / rel) for r in rows for rel in r["image"])
+    assert all(Path(p).read_bytes() == images[Path(p).relative_to(data_cache_dir() / "ch3ef").as_posix()]
+               for p in seen)
+    assert lock.locked(zsrc) is not None and lock.locked(jsrc) is not None
