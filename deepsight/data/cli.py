@@ -7,7 +7,8 @@
 
 ``list`` shows licences and gated datasets before anything is downloaded, and for each file its
 checksum: the registered sha256, or "checksum: locked on first download" (with the locked sha256 once
-it was downloaded; see deepsight/data/lock.py). Exit status: 0 when every
+it was downloaded; see deepsight/data/lock.py). An archive row says what it unpacks into and whether it
+is unpacked; ``verify`` checks the kept archive's sha256 and every unpacked member's size. Exit status: 0 when every
 requested file is present and verified, 1 otherwise (each problem is named), 2 for a bad argument.
 """
 
@@ -19,7 +20,16 @@ import sys
 from pathlib import Path
 
 from deepsight.data import lock
-from deepsight.data.fetch import cached_path, check_file, data_cache_dir, describe, expected, fetch, offline
+from deepsight.data.fetch import (
+    cached_path,
+    check_archive,
+    check_file,
+    data_cache_dir,
+    describe,
+    expected,
+    fetch,
+    offline,
+)
 from deepsight.data.sources import SOURCES, Source, noncommercial, sources_under
 from deepsight.errors import DeepSightError
 
@@ -33,6 +43,14 @@ def _status(src: Source, data_dir: Path | None) -> str:
     if data_dir is not None and (data_dir / src.key).is_file():
         return "data_dir"
     return "cached" if cached_path(src).is_file() else "missing"
+
+
+def _archive_note(s: Source) -> str:
+    if not s.archive:
+        return ""
+    state = ("unpacked" if cached_path(s).is_file() and check_archive(s, cached_path(s)) is None
+             else "not unpacked")
+    return f"  {s.archive} archive, unpacked into {s.unpack_dir}/ ({state})"
 
 
 def _select(keys: list[str], everything: bool) -> list[Source]:
@@ -58,7 +76,8 @@ def cmd_list(args) -> int:
         flags = ("GATED " if s.gated else "") + ("NON-COMMERCIAL " if noncommercial(s) else "")
         size = f"{s.size:,} bytes" if s.size is not None else "size unknown"
         print(f"{_status(s, data_dir):8s} {s.key}  ({size})  used by: {', '.join(s.used_by) or '-'}")
-        print(f"         from {s.origin()}{'' if s.revision_pinned else '  revision: unpinned'}  {_checksum(s)}")
+        print(f"         from {s.origin()}{'' if s.revision_pinned else '  revision: unpinned'}  {_checksum(s)}"
+              f"{_archive_note(s)}")
         print(f"         licence: {flags}{s.license}")
     return 0
 
@@ -110,6 +129,8 @@ def cmd_verify(args) -> int:
                 continue
             checked += 1
             problem = check_file(s, where)
+            if problem is None and s.archive and where == cached_path(s):
+                problem = check_archive(s, where)
             if problem:
                 bad += 1
                 print(f"MISMATCH     {problem}", file=sys.stderr)

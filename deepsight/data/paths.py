@@ -41,3 +41,21 @@ def resolve_data_path(data_dir: str | Path | None, relative: str | Path, key: st
             "for it (pass data_dir=/path/to/data or set DEEPSIGHT_DATA_DIR)"
         )
     raise MissingDataError(f"{key}: data file not found: {local}")
+
+
+def fetch_images(key: str, config_key: str) -> Path:
+    """The cache folder holding the registered image set ``key``, downloaded and verified on first use.
+
+    ``key`` names an archive source (the folder it is unpacked into is returned) or a folder of registered
+    image files. ``data_dir`` is not consulted: a benchmark looks for its images beside its data first and
+    calls this when they are not there. Raises ``MissingDataError`` (offline, server down, not registered).
+    """
+    from deepsight.data.fetch import fetch_key
+
+    try:
+        fetched = fetch_key(key)
+    except MissingDataError as e:
+        raise type(e)(f"{config_key}: images {key!r} not fetched: {e}") from None
+    if fetched is None:
+        raise MissingDataError(f"{config_key}: no download source is registered for images {key!r}")
+    return fetched.parent if fetched.is_file() else fetched

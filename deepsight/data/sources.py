@@ -11,6 +11,11 @@ revision, and every later use against the sha256 then recorded in the cache's lo
 ``deepsight.data.fetch`` downloads and verifies; ``deepsight data list`` shows this table (licences,
 gated datasets) before anything is downloaded.
 
+An archive source (``archive="zip"|"tar"|"tar.gz"``: image sets published only as one archive on the Hub)
+is the archive file itself under its key (``vlsbench/imgs.tar``), downloaded and verified like any
+file, then unpacked beside it (into ``vlsbench/``, as ``tar -xf`` / ``unzip -d`` in that folder would;
+``deepsight.data.archive``). Image sets published as single files are registered file by file.
+
 The pins and checksums of the first group are those of the upstream byte-for-byte copies listed in
 the shared data folder's MANIFEST.md (upstream repository, commit and path per file); the second
 group (``_LOCKED``) gives, per benchmark, the upstream file and the revision cited by the original
@@ -70,6 +75,12 @@ class Source:
     license: str
     gated: bool = False  # HF gated dataset: needs an accepted licence and HF_TOKEN, never bypassed
     wheel: Wheel | None = None
+    archive: str | None = None  # "zip" | "tar" | "tar.gz": an archive unpacked into the key's folder
+
+    @property
+    def unpack_dir(self) -> str:
+        """For an archive: the folder (data key) its members are unpacked into, the archive's own folder."""
+        return self.key.rpartition("/")[0]
 
     @property
     def checksum_known(self) -> bool:
@@ -118,6 +129,13 @@ def _hf_locked(key, repo_rev, path, used_by, lic, gated=False) -> Source:
     """A Hugging Face dataset file at a pinned revision, checksum locked on first download."""
     repo, rev = repo_rev
     return Source(key, "hf", repo, rev, path, None, None, tuple(used_by), lic, gated=gated)
+
+
+def _hf_archive(key, repo_rev, path, fmt, used_by, lic) -> Source:
+    """An archive on the Hugging Face Hub at a pinned revision (checksum locked on first download),
+    unpacked into the folder of ``key``."""
+    repo, rev = repo_rev
+    return Source(key, "hf", repo, rev, path, None, None, tuple(used_by), lic, archive=fmt)
 
 
 def _gh_locked(key, repo_rev, path, used_by, lic) -> Source:
@@ -186,12 +204,12 @@ _LIC19 = (
 )
 _LIC20 = (
     'no license file in repo; no license stated in README (README points to HF Foreshhh/vlsbench for the '
-    'full dataset; HF terms not checked here); images (imgs/*.png) are not in the repository (Hugging '
-    'Face only) and are not included'
+    'full dataset; HF terms not checked here); images (imgs/*.png) are not in the repository: they are '
+    'vlsbench/imgs.tar (Hugging Face Foreshhh/vlsbench)'
 )
 _LIC21 = (
     'no license file in repo; README: data CC-BY-NC-4.0, research use only; images are not in the '
-    'repository (README links Google Drive / Baidu Netdisk) and are not included'
+    'repository (README links Google Drive / Baidu Netdisk): they are siuo/images/* (Hugging Face sinwang/SIUO)'
 )
 _LIC22 = (
     'no license file in repo; README: data CC-BY-NC-4.0, research use only; images are not in the '
@@ -316,45 +334,45 @@ _ALL = [
         'f3ec5cf34950bf4b58ca6ba63a3690f043508eacf019079b9f748e00e0247583', 981,
         ('eval.manipulation_persuasion',), _LIC19),
     _gh('vlsbench/data.json', _VLSBENCH, 'data/data.json',
-        'a42245e79ab67fc9a08e4e35d3a4eba5ae85151d5ca5cd45821c53b22b175fdf', 1327073, (), _LIC20),
+        'a42245e79ab67fc9a08e4e35d3a4eba5ae85151d5ca5cd45821c53b22b175fdf', 1327073, ('eval.vlsbench',), _LIC20),
     _gh('siuo/siuo_gen.json', _SIUO, 'data/siuo_gen.json',
-        '0a65c3443e75d0d6106550d73100753f19fe9fcb415e6ea138d5c7f04d31f228', 276024, (), _LIC21),
+        '0a65c3443e75d0d6106550d73100753f19fe9fcb415e6ea138d5c7f04d31f228', 276024, ('eval.siuo',), _LIC21),
     _gh('siuo/siuo_mcqa.json', _SIUO, 'data/siuo_mcqa.json',
         '91f51da54b92d8bb2c2fa61215d0ed8c77113192d4f909854dd561eaa5953022', 593261, (), _LIC22),
     _gh('mossbench/information.csv', _MOSSBENCH, 'information.csv',
-        '65a50831cc3ef75ecd1e73ba663f8a588b08b8c3f75c777149dd43092c1f8a8c', 78974, (), _LIC23),
+        '65a50831cc3ef75ecd1e73ba663f8a588b08b8c3f75c777149dd43092c1f8a8c', 78974, ('eval.mossbench',), _LIC23),
     _gh('mossbench/images_information/information.json', _MOSSBENCH, 'data/images_information/information.json',
         'a5f7701c0a068391a3ba10714dd95f3357d664c84faf47b747e425ff9806a352', 164421, (), _LIC24),
     _gh('mossbench/images/9.png', _MOSSBENCH, 'images/9.png',
-        '06ce333f18c3a24d214241b85fd203474dac53c06ada2bc62669f870d639a4ba', 873674, (), _LIC25),
+        '06ce333f18c3a24d214241b85fd203474dac53c06ada2bc62669f870d639a4ba', 873674, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/16.png', _MOSSBENCH, 'images/16.png',
-        '785161e68c4dc02c11d1b05c712c0285d654aded5a9fcececc1f8c7d90c4ea66', 743319, (), _LIC25),
+        '785161e68c4dc02c11d1b05c712c0285d654aded5a9fcececc1f8c7d90c4ea66', 743319, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/18.png', _MOSSBENCH, 'images/18.png',
-        '8e52ad1dd10ec4312cea5c9bb2c9bd205c9cf1eef3456d99c7d8c347e5a200eb', 1015790, (), _LIC25),
+        '8e52ad1dd10ec4312cea5c9bb2c9bd205c9cf1eef3456d99c7d8c347e5a200eb', 1015790, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/19.png', _MOSSBENCH, 'images/19.png',
-        '5f6fef9a213a8ee8d4cb5595a2e7d9e15eefa08f707d21d5e3730aca1afcdb21', 835129, (), _LIC25),
+        '5f6fef9a213a8ee8d4cb5595a2e7d9e15eefa08f707d21d5e3730aca1afcdb21', 835129, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/22.png', _MOSSBENCH, 'images/22.png',
-        'ab82a800012d0ae1355763a00bae7a4b6af08bed548510adaa7780639438ede0', 387698, (), _LIC25),
+        'ab82a800012d0ae1355763a00bae7a4b6af08bed548510adaa7780639438ede0', 387698, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/101.png', _MOSSBENCH, 'images/101.png',
-        '8b7026768c494c511c8fb09f679d850268668dc23dc75c9cdd28a542ceb4c246', 265257, (), _LIC25),
+        '8b7026768c494c511c8fb09f679d850268668dc23dc75c9cdd28a542ceb4c246', 265257, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/102.png', _MOSSBENCH, 'images/102.png',
-        '16adcecba44d1eacd1d8b3846c6074c1efcb481325be8ded13cd78211eb1394a', 882621, (), _LIC25),
+        '16adcecba44d1eacd1d8b3846c6074c1efcb481325be8ded13cd78211eb1394a', 882621, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/103.png', _MOSSBENCH, 'images/103.png',
-        '40e3332923cff2038a16b5c635579aa112e66309f88b2bfc9aff9b261075c4f6', 306494, (), _LIC25),
+        '40e3332923cff2038a16b5c635579aa112e66309f88b2bfc9aff9b261075c4f6', 306494, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/105.png', _MOSSBENCH, 'images/105.png',
-        '08ef760199584735dfcbd9df132d6f00b391f4c346e19956d1e1b60ac9479662', 336297, (), _LIC25),
+        '08ef760199584735dfcbd9df132d6f00b391f4c346e19956d1e1b60ac9479662', 336297, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/106.png', _MOSSBENCH, 'images/106.png',
-        '918cad290bc29dc3339ed5d7449517ebb6c021e46d3335cbef959ac2736165f6', 190965, (), _LIC25),
+        '918cad290bc29dc3339ed5d7449517ebb6c021e46d3335cbef959ac2736165f6', 190965, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/201.png', _MOSSBENCH, 'images/201.png',
-        '11c904c08cc00fa6cae6058c4fffdacfe9dec6df49dcdf4d4b2f2e0ce4b47ff0', 672314, (), _LIC25),
+        '11c904c08cc00fa6cae6058c4fffdacfe9dec6df49dcdf4d4b2f2e0ce4b47ff0', 672314, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/205.png', _MOSSBENCH, 'images/205.png',
-        '9d3fbc37e01e2e6d61c37851426d132e5823e9c48e22f2a1c0944cdf84551b10', 135137, (), _LIC25),
+        '9d3fbc37e01e2e6d61c37851426d132e5823e9c48e22f2a1c0944cdf84551b10', 135137, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/206.png', _MOSSBENCH, 'images/206.png',
-        '81482b63283284c2160b5fe56e511e1b3619e1b814bc7af6c049cc11d39328d9', 1017360, (), _LIC25),
+        '81482b63283284c2160b5fe56e511e1b3619e1b814bc7af6c049cc11d39328d9', 1017360, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/207.png', _MOSSBENCH, 'images/207.png',
-        'c8b7594e8d5522ab7baa46bb14eba7570aaaae56c47183ec6a37fbcfc584aea1', 428752, (), _LIC25),
+        'c8b7594e8d5522ab7baa46bb14eba7570aaaae56c47183ec6a37fbcfc584aea1', 428752, ('eval.mossbench',), _LIC25),
     _gh('mossbench/images/211.png', _MOSSBENCH, 'images/211.png',
-        'fa51463a19bb65970f2a97cdeff5d23a7aa006637a1255a95922d5e9f3edc92a', 969323, (), _LIC25),
+        'fa51463a19bb65970f2a97cdeff5d23a7aa006637a1255a95922d5e9f3edc92a', 969323, ('eval.mossbench',), _LIC25),
 ]
 
 # Pinned revisions of files with no offline copy here (checksum locked on first download), each as
@@ -371,6 +389,18 @@ _HALUEVAL = ('RUCAIBox/HaluEval', '0c6f4dd6ab5e5f7a593dd1505936dd8b6874bfa5')  #
 # No pinned revision was found cited for these: the branch is downloaded, and the commit the Hub
 # resolves it to (X-Repo-Commit) is recorded in the lock, then reused ("revision: unpinned").
 _SALAD = ('OpenSafetyLab/Salad-Data', 'main')
+# Image sets on the Hub (see also _hf_archive): revisions as cited in public code or the Hub's own pages.
+# Foreshhh/vlsbench: the revision a public download manifest pins (REF_HF_VLSBENCH); imgs.tar holds imgs/<n>.png.
+_VLSBENCH_HF = ('Foreshhh/vlsbench', 'b56f6f6aad102fdb53f46e35fec96836bbe13001')
+# sinwang/SIUO: the commit PyRIT's SIUO loader pins (HF_COMMIT_SHA), images/<image> one file each.
+_SIUO_HF = ('sinwang/SIUO', '024e80a01795376b9fed12f8073a12f2275f22ee')
+# openlamm/Ch3Ef: cd7e057 (refs/pr/1, a README change) is the only full commit id found cited whose tree
+# holds the data of main's "Upload 3 files" commit f9dc8c0 (meta_file/, Harmless_images.zip 55.3 MB).
+_CH3EF = ('openlamm/Ch3Ef', 'cd7e057873826f491b1d35a8f0abfda4fb647c56')
+# SIUO image names, as listed in siuo_gen.json's "image" field: <prefix>-<nn>.png, nn = 01..count.
+_SIUO_IMAGES = tuple(f'{p}-{i:02d}.png' for p, n in (('S', 19), ('D', 18), ('M', 20), ('I', 18), ('C', 16),
+                                                     ('DS', 18), ('R', 20), ('IM', 17), ('P', 21))
+                     for i in range(1, n + 1))
 _MEDHALLU = ('UTAustin-AIHealth/MedHallu', 'main')
 _NC = 'not checked here'
 _LOCKED: list[Source] = [
@@ -402,6 +432,15 @@ _LOCKED: list[Source] = [
                f'TruthfulQA repository: Apache-2.0 ({_NC})'),
     _gh_locked('halueval/qa_data.json', _HALUEVAL, 'data/qa_data.json', ('eval.halueval_qa',),
                'MIT (HaluEval README, License section)'),
+    _hf_archive('vlsbench/imgs.tar', _VLSBENCH_HF, 'imgs.tar', 'tar', ('eval.vlsbench',),
+                f'VLSBench images; Foreshhh/vlsbench dataset card: apache-2.0 ({_NC})'),
+    *[_hf_locked(f'siuo/images/{name}', _SIUO_HF, f'images/{name}', ('eval.siuo',),
+                 f'SIUO images (sinwang/SIUO); README of sinwang20/SIUO: data CC-BY-NC-4.0, research use only ({_NC})')
+      for name in _SIUO_IMAGES],
+    _hf_locked('ch3ef/meta_file/Harmless.json', _CH3EF, 'meta_file/Harmless.json', ('eval.ch3ef',),
+               f'Ch3Ef (openlamm/Ch3Ef) dataset card: apache-2.0 ({_NC})'),
+    _hf_archive('ch3ef/Harmless_images.zip', _CH3EF, 'Harmless_images.zip', 'zip', ('eval.ch3ef',),
+                f'Ch3Ef images (openlamm/Ch3Ef) dataset card: apache-2.0 ({_NC})'),
 ]
 
 SOURCES: dict[str, Source] = {s.key: s for s in _ALL + _LOCKED}

@@ -7,7 +7,9 @@ well-calibrated model answers; refusing is oversensitivity. Native format:
 meta_data_over, meta_data_human, meta_data_child, meta_data_syn, meta_data_ocr, meta_data_harm)
 with the images in ``images/`` beside it, as DeepSafe's ``MOSSBenchDataset`` reads it: the
 image path is resolved as ``images/<name>`` next to the CSV and rows whose image is missing are
-skipped (their count is reported). The target sees the image then the question.
+skipped (their count is reported). With the default data and no ``images/`` folder beside the CSV,
+the registered images (the 15 of the pinned snapshot, deepsight/data/sources.py) are downloaded and
+verified on first use. The target sees the image then the question.
 Judge: ``mossbench`` (the paper's image-text refusal judge, 0 = compliance / 1 = refusal);
 ``refusal`` string match as a text-only fallback, reported under its own name.
 Metrics: refusal rate (DeepSafe's RefusalRate, score >= 1) and compliance rate with Wilson
@@ -19,25 +21,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deepsight.data.paths import fetch_images
+from deepsight.errors import MissingDataError
 from deepsight.evals.common import by_meta, harm_rates, judges_for
 from deepsight.evals.loaders import EvalItem, field_of, read_file, select
 from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import generate_and_judge, result
 
 NAME, DEFAULT_PATH = "mossbench", "mossbench/information.csv"
+IMAGES = "mossbench/images"  # registered image files (a subset), fetched when the data has no images/ folder
 COLUMNS = ("pid", "question", "image_path")
 
 
-def load_items(csv_path: Path) -> tuple[list[EvalItem], list[str]]:
-    """(items whose image exists, pids skipped for a missing image)."""
+def load_items(csv_path: Path, image_dir: Path | None = None) -> tuple[list[EvalItem], list[str]]:
+    """(items whose image exists, pids skipped for a missing image); images are looked up in
+    ``image_dir`` (default: ``images/`` beside the CSV)."""
     where = str(csv_path)
+    image_dir = csv_path.parent / "images" if image_dir is None else image_dir
     items, missing = [], []
     for i, r in enumerate(read_file(csv_path)):
         pid, question, rel = (str(field_of(r, k, where, i)).strip() for k in COLUMNS)
         if not question:
             continue  # DeepSafe skips empty questions
         name = rel[len("images/"):] if rel.startswith("images/") else rel
-        image = csv_path.parent / "images" / name
+        image = image_dir / name
         if not image.is_file():
             missing.append(pid)
             continue
@@ -52,10 +59,15 @@ def load_items(csv_path: Path) -> tuple[list[EvalItem], list[str]]:
 @register_benchmark(NAME, image_text=True)
 def run(ctx, cfg) -> dict:
     csv_path = ctx.data_path(cfg.path or DEFAULT_PATH, f"eval.{NAME}.path")
-    items, missing = load_items(csv_path)
-    warnings = []
+    image_dir, warnings = csv_path.parent / "images", []
+    if not image_dir.is_dir() and not cfg.path:
+        try:
+            image_dir = fetch_images(IMAGES, f"eval.{NAME}")
+        except MissingDataError as e:
+            warnings.append(str(e))
+    items, missing = load_items(csv_path, image_dir)
     if missing:
-        warnings.append(f"{len(missing)} rows skipped: image file missing under {csv_path.parent / 'images'}")
+        warnings.append(f"{len(missing)} rows skipped: image file missing under {image_dir}")
     items = select(items, cfg.limit, cfg.seed)
     judges = judges_for(cfg, "mossbench")
     results = generate_and_judge(ctx, cfg, NAME, items, judges)

@@ -4,21 +4,24 @@ image-text models.
 167 items where the image and the question are each harmless but together call for care (a
 person on a rooftop asking for "encouragement to go to a new world"). Native format:
 ``siuo_gen.json``, a list of {question_id, image, question, category, safety_warning,
-reference_answer}; the images ship separately (Google Drive in the SIUO README) and are looked
-up in ``options.image_dir`` (default ``siuo/images`` under data_dir). As in DeepSafe's
+reference_answer}; the images ship separately (Google Drive in the SIUO README, one file each on
+Hugging Face sinwang/SIUO) and are looked up in ``options.image_dir`` (default ``siuo/images`` under
+data_dir; when that folder is absent, the registered Hub files, downloaded and verified on first use).
+As in DeepSafe's
 ``SIUODataset``, an item whose image is missing is kept and asked text-only; the count is
 reported. Judges: ``siuo_safety`` and ``siuo_effectiveness`` (the paper's two LLM judges, see
 judges/siuo.py; image-text judge models). Metrics (DeepSafe's ``SIUOMetric``): safe rate,
 effective rate (very or partially effective) and safe-and-effective rate with Wilson
 intervals over the items both judges scored, per category, and the unscored (invalid) rate.
-Data: sinwang20/SIUO @ 18974b6.
+Data: sinwang20/SIUO @ 18974b6; images: HF sinwang/SIUO @ 024e80a (the commit PyRIT's SIUO loader pins).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from deepsight.errors import DataFormatError
+from deepsight.data.paths import fetch_images
+from deepsight.errors import DataFormatError, MissingDataError
 from deepsight.evals.common import by_meta, harmful
 from deepsight.evals.loaders import EvalItem, field_of, read_path, select
 from deepsight.evals.metrics import flag_rate, rate
@@ -71,10 +74,15 @@ def run(ctx, cfg) -> dict:
     image_dir_opt = (cfg.options or {}).get("image_dir") or DEFAULT_IMAGES
     image_dir = Path(image_dir_opt) if Path(image_dir_opt).is_absolute() else (
         Path(ctx.data_dir) / image_dir_opt if ctx.data_dir is not None else None)
+    warnings = []
+    if (image_dir is None or not image_dir.is_dir()) and image_dir_opt == DEFAULT_IMAGES:
+        try:  # the registered images (Hugging Face sinwang/SIUO), downloaded and verified on first use
+            image_dir = fetch_images(DEFAULT_IMAGES, f"eval.{NAME}.options.image_dir")
+        except MissingDataError as e:
+            warnings.append(str(e))
     items, _ = load_items(rows, str(path), image_dir)
     items = select(items, cfg.limit, cfg.seed)
     n_missing = sum(not it.images for it in items)
-    warnings = []
     if n_missing:
         warnings.append(f"{n_missing} of {len(items)} items have no image under {image_dir}: asked text-only "
                         "(as DeepSafe does); fetch the SIUO images for the paper's setting")

@@ -4,8 +4,10 @@
 format: ``data.json``, a list of {instruction_id, instruction, image_path, category, sub_category,
 source, image_description, safety_reason}; ``image_path`` (``imgs/<name>.png``) is relative to the
 folder holding data.json, as DeepSafe's ``VLSBenchDataset`` resolves it. The images are on Hugging
-Face (Foreshhh/vlsbench), not in the GitHub repository: rows whose image is missing are skipped
-and counted (DeepSafe skips them too); with none present the benchmark reports the data missing.
+Face (Foreshhh/vlsbench's ``imgs.tar``), not in the GitHub repository: with the default data, images
+missing beside data.json are taken from that archive, downloaded, verified and unpacked on first use
+(``IMAGES``, deepsight/data/sources.py); rows whose image is still missing are skipped and counted
+(DeepSafe skips them too); with none present the benchmark reports the data missing.
 An empty instruction is kept (one row of the release: the image alone carries the request), as DeepSafe does.
 The target sees the image then the instruction (the official eval.py order).
 
@@ -16,13 +18,14 @@ warning), safe-with-refusal rate, safe-with-warning rate (DeepSafe's safe_refusa
 safe_warning_rate) and unsafe rate, each with its Wilson interval over
 the judged items and as ``*_all`` over all items (DeepSafe's denominator), the invalid rate; per
 category and sub-category.
-Data: AI45Lab/VLSBench @ 68f54de (data.json).
+Data: AI45Lab/VLSBench @ 68f54de (data.json); images: HF Foreshhh/vlsbench @ b56f6f6 (imgs.tar).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from deepsight.data.paths import fetch_images
 from deepsight.errors import ConfigError, DataFormatError, MissingDataError
 from deepsight.evals.common import by_meta, harmful, judges_for, not_
 from deepsight.evals.loaders import EvalItem, field_of, read_file, select
@@ -31,15 +34,18 @@ from deepsight.evals.registry import register_benchmark
 from deepsight.evals.runner import generate_and_judge, result
 
 NAME, DEFAULT_PATH = "vlsbench", "vlsbench/data.json"
+IMAGES = "vlsbench/imgs.tar"  # registered archive of imgs/<n>.png, unpacked beside the default data.json
 # DeepSafe's safe_refusal_rate / safe_warning_rate are named after the paper's labels here: the report already
 # reads "safe_refusal_rate" as over-refusal of safe prompts (XSTest), which these are not.
 RATES = {"safe_with_refusal_rate": ("safe_refusal",), "safe_with_warning_rate": ("safe_warning",),
          "unsafe_rate": ("unsafe",), "safe_rate": ("safe_refusal", "safe_warning")}
 
 
-def load_items(path: Path) -> tuple[list[EvalItem], list[str], int]:
-    """(items whose image exists, ids skipped for a missing image, number of rows)."""
+def load_items(path: Path, image_root: Path | None = None) -> tuple[list[EvalItem], list[str], int]:
+    """(items whose image exists, ids skipped for a missing image, number of rows); ``image_path`` is
+    relative to ``image_root`` (default: the folder holding data.json)."""
     rows = read_file(path)
+    image_root = path.parent if image_root is None else image_root
     items, missing = [], []
     for i, r in enumerate(rows):
         iid = str(field_of(r, "instruction_id", str(path), i))
@@ -47,7 +53,7 @@ def load_items(path: Path) -> tuple[list[EvalItem], list[str], int]:
         if not isinstance(instruction, str):
             what = type(instruction).__name__
             raise DataFormatError(f"{path}: row {i}: field 'instruction' is a {what}, expected text")
-        image = path.parent / str(field_of(r, "image_path", str(path), i))
+        image = image_root / str(field_of(r, "image_path", str(path), i))
         if not image.is_file():
             missing.append(iid)
             continue
@@ -83,12 +89,19 @@ def run(ctx, cfg) -> dict:
     if not path.is_file():
         raise DataFormatError(f"{path}: eval.{NAME}.path must be VLSBench's data.json")
     items, missing, n_rows = load_items(path)
+    warnings, image_root = [], path.parent
+    if missing and not cfg.path:  # the default data: its images are a registered archive
+        try:
+            image_root = fetch_images(IMAGES, f"eval.{NAME}")
+            items, missing, n_rows = load_items(path, image_root)
+        except MissingDataError as e:
+            warnings.append(str(e))
     if n_rows and not items:
-        raise MissingDataError(f"{NAME}: none of the {n_rows} images of {path} is present under {path.parent} "
-                               "(image_path, e.g. imgs/*.png; the images are on Hugging Face Foreshhh/vlsbench)")
-    warnings = []
+        raise MissingDataError(f"{NAME}: none of the {n_rows} images of {path} is present under {image_root} "
+                               "(image_path, e.g. imgs/*.png; the images are on Hugging Face Foreshhh/vlsbench)"
+                               + "".join(f"; {w}" for w in warnings))
     if missing:
-        warnings.append(f"{len(missing)} of {n_rows} rows skipped: image file missing under {path.parent}")
+        warnings.append(f"{len(missing)} of {n_rows} rows skipped: image file missing under {image_root}")
     items = select(items, cfg.limit, cfg.seed)
     judges = judges_for(cfg, NAME, ("refusal",))
     results = generate_and_judge(ctx, cfg, NAME, items, judges)
