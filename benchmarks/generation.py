@@ -6,7 +6,9 @@ tokenized with left padding, one ``model.generate(**inputs, max_new_tokens, gree
 per batch (its ``prompt.strip()`` is left out so both sides read the same tokens and the outputs
 can be compared). ``--baseline naive`` instead runs one prompt at a time with ``generate``. The hf
 backend gets the same prompts, greedy settings, model object, process and torch threads, with the
-CPU fast paths on as an audit runs it (``--no-fast-paths`` to switch them off). Tokens/s =
+CPU fast paths on as an audit runs it (``--no-fast-paths`` to switch them off). One of them, glibc's
+malloc keeping freed memory (``models/cpu_allocator.py``), is process-wide: it takes effect at the
+warm-up, so both sides' timed runs have it. Tokens/s =
 generated tokens (EOS included, as both count them) / wall-clock seconds. ``--repeat N``
 alternates the sides N times (the CPU may be shared) and reports each side's best. Also measured
 when available: an OpenAI-compatible server (``--vllm-url`` or env DEEPSIGHT_VLLM_URL, e.g. from

@@ -57,7 +57,9 @@ class HardwareConfig:
     causal_right_padding: bool = True
     # CPU runs: nn.Linear through pre-packed oneDNN weights for float32 models (deepsight/models/cpu_linears.py) and
     # grouped-query attention without repeat_kv copies under masks (cpu_attention.py): 1.9x faster decoding, ~10%
-    # faster scan forwards on the 2-core dev machine, same numbers up to float32 rounding; no effect on GPU tensors
+    # faster scan forwards on the 2-core dev machine, same numbers up to float32 rounding; no effect on GPU tensors;
+    # with the model on the CPU also glibc's malloc keeping freed memory for the next tensor (cpu_allocator.py:
+    # process-wide, up to 1 GiB of freed heap kept; an allocator the user chose wins)
     cpu_fast_paths: bool = True
     free_between_phases: bool = True  # release the generation engine before white-box scans
     # Large models (README "Large models"). processes > 1: `deepsight` relaunches itself under torchrun with that

@@ -181,8 +181,9 @@ def run_audit(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None 
         from deepsight.models.cpu_fast_paths import cpu_fast_paths
 
         on = cpu_speedups.enter_context(cpu_fast_paths(model, enabled=cfg.hardware.cpu_fast_paths))
-        log.info("CPU fast paths: %d linear layers pre-packed, native grouped-query attention %s",
-                 on["packed_linears"], "on" if on["native_gqa"] else "off")
+        log.info("CPU fast paths: %d linear layers pre-packed, native grouped-query attention %s, malloc keeps "
+                 "freed memory: %s", on["packed_linears"], "on" if on["native_gqa"] else "off",
+                 "yes" if on["malloc_keeps_freed"] else "no")
 
     try:
         if evals:
