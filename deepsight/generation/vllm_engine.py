@@ -6,7 +6,8 @@ built. ``engine_args`` (``tensor_parallel_size``, ``gpu_memory_utilization``, ``
 ``prompts.encode_request`` with vLLM's own tokenizer and passed as token ids, so this backend
 sees exactly the tokens the hf backend sees (same chat template and system prompt rules).
 Requests with image parts (images.py) go through ``LLM.chat`` with the images as data URLs, so
-vLLM's multi-modal processor inserts the image inputs of the served image-text model.
+vLLM's multi-modal processor inserts the image inputs of the served image-text model (checked on the
+real vLLM CPU engine with a tiny Idefics3 against the hf backend: tests/test_generation_vllm_images.py).
 
     gen = VLLMGenerator("/models/Qwen3-30B-A3B", engine_args={"tensor_parallel_size": 4})
 """
