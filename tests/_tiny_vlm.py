@@ -47,10 +47,16 @@ def build_tiny_llava(path):
                        pad_token_id=tok.pad_token_id)
     cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
                       vision_feature_layer=-1)
+    return save_random_vlm(LlavaForConditionalGeneration, cfg, "multi_modal_projector", proc, path)
+
+
+def save_random_vlm(model_class, cfg, connector: str, proc, path):
+    """Build ``model_class(cfg)`` with seeded random weights, scale its image connector
+    (``model.model.<connector>``) so the image moves the logits visibly, and save it with ``proc`` at ``path``."""
     torch.manual_seed(1234)
-    model = LlavaForConditionalGeneration(cfg).eval()
-    with torch.no_grad():  # random weights large enough that the image moves the logits visibly
-        for p in model.model.multi_modal_projector.parameters():
+    model = model_class(cfg).eval()
+    with torch.no_grad():
+        for p in getattr(model.model, connector).parameters():
             p.mul_(8.0)
     model.save_pretrained(path)
     proc.save_pretrained(path)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _tiny_vlm import TEMPLATE, save_image
+from _tiny_vlm import TEMPLATE, save_image, save_random_vlm
 
 from deepsight.generation.base import Generation, GenerationRequest, SamplingParams
 from deepsight.generation.images import user_turn
@@ -70,14 +70,7 @@ def build_tiny_idefics3(path: Path) -> Path:
     cfg = Idefics3Config(vision_config=vision, text_config=text.to_dict(), scale_factor=2,
                          image_token_id=tok.convert_tokens_to_ids("<image>"), tie_word_embeddings=False,
                          pad_token_id=tok.pad_token_id)
-    torch.manual_seed(1234)
-    model = Idefics3ForConditionalGeneration(cfg).eval()
-    with torch.no_grad():  # random weights large enough that the image moves the logits visibly
-        for p in model.model.connector.parameters():
-            p.mul_(8.0)
-    model.save_pretrained(path)
-    proc.save_pretrained(path)
-    return path
+    return save_random_vlm(Idefics3ForConditionalGeneration, cfg, "connector", proc, path)
 
 
 ENGINE_SCRIPT = r"""
